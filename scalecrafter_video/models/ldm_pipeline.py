@@ -349,6 +349,10 @@ class LDMVideoPipeline:
         self.default_fps = save_fps
         self.fps_condition = fps_cond if getattr(unet, "fps_cond", False) else None
         self.default_num_frames = spec.num_frames
+        self.defaults = {
+            "num_frames": spec.num_frames, "fps": save_fps, "guidance_scale": guidance,
+            "num_inference_steps": 50, "eta": 1.0,
+        }
         self.decode_chunk_size = 1
         self.device = torch.device(device)
         self.dtype = dtype
@@ -411,7 +415,9 @@ class LDMVideoPipeline:
         """``len(texts)`` prompts -> ``(len(texts), 77, context_dim)`` text tokens."""
         return self.text_encoder(list(texts)).to(self.dtype)
 
-    def _check_size(self, height: int, width: int, num_frames: int) -> tuple[int, int]:
+    def check_size(self, height: int, width: int) -> None:
+        """Raise :class:`ConfigError` unless both sides are positive multiples of the size unit
+        (VAE factor x the UNet's total downsampling, so skip connections line up)."""
         mult = self.vae_scale_factor * self._latent_multiple
         for name, v in (("height", height), ("width", width)):
             if not isinstance(v, int) or v <= 0 or v % mult:
@@ -419,9 +425,6 @@ class LDMVideoPipeline:
                     f"{name} must be a positive multiple of {mult} for this model "
                     f"({self.vae_scale_factor} px per latent x {self._latent_multiple} UNet downsampling), got {v!r}"
                 )
-        if not isinstance(num_frames, int) or num_frames < 1:
-            raise ConfigError(f"num_frames must be a positive integer, got {num_frames!r}")
-        return height // self.vae_scale_factor, width // self.vae_scale_factor
 
     @torch.no_grad()
     def __call__(
@@ -430,17 +433,19 @@ class LDMVideoPipeline:
         negative_prompt: str | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_frames: int = 16,
-        num_inference_steps: int = 50,
+        num_frames: int | None = 16,
+        num_inference_steps: int | None = 50,
         guidance_scale: float | None = None,
-        eta: float = 1.0,
+        eta: float | None = 1.0,
         generator: torch.Generator | None = None,
         progress: bool = True,
         fps: int | None = None,
         output_type: str = "np",
     ) -> np.ndarray:
         """Sample videos: ``uint8`` array ``(B, F, H, W, 3)`` (``output_type="latent"``: the final
-        ``(B, 4, F, h, w)`` latents as a tensor). ``fps`` is VideoCrafter's fps conditioning value."""
+        ``(B, 4, F, h, w)`` latents as a tensor). ``fps`` is VideoCrafter's fps conditioning value.
+        ``None`` for ``num_frames`` / ``num_inference_steps`` / ``guidance_scale`` / ``eta`` means
+        the family default (:attr:`defaults`)."""
         from tqdm.auto import tqdm
 
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -450,7 +455,13 @@ class LDMVideoPipeline:
             raise ConfigError("negative_prompt must be a string")
         height = self.train_size[0] if height is None else height
         width = self.train_size[1] if width is None else width
-        h, w = self._check_size(height, width, num_frames)
+        num_frames = self.defaults["num_frames"] if num_frames is None else num_frames
+        num_inference_steps = self.defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        eta = self.defaults["eta"] if eta is None else float(eta)
+        self.check_size(height, width)
+        if not isinstance(num_frames, int) or num_frames < 1:
+            raise ConfigError(f"num_frames must be a positive integer, got {num_frames!r}")
+        h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
         scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
         if output_type not in ("np", "latent"):
             raise ConfigError(f"output_type must be 'np' or 'latent', got {output_type!r}")
@@ -472,7 +483,10 @@ class LDMVideoPipeline:
             extra["fps"] = torch.full((context.shape[0],), value, dtype=torch.long, device=self.device)
 
         sched = self.scheduler
-        sched.set_timesteps(num_inference_steps, eta)
+        try:
+            sched.set_timesteps(num_inference_steps, eta)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         shape = (b, self.spec.channels, num_frames, h, w)
         x = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
         for i, t in enumerate(tqdm(sched.timesteps.tolist(), desc="DDIM", disable=not progress)):
