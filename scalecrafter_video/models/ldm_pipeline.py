@@ -358,6 +358,7 @@ class LDMVideoPipeline:
         self.dtype = dtype
         for module in (self.unet, self.vae, self.text_encoder):
             module.to(self.device, dtype)
+        self.unet.dtype = dtype  # the UNets cast their input to .dtype (float32 unless use_fp16)
         levels = len(getattr(unet, "channel_mult", (1,)))
         self._latent_multiple = 2 ** (levels - 1)
 
