@@ -67,16 +67,22 @@ def resolve_dtype(name: str, device):
     return getattr(torch, name)
 
 
-def build_config(args, pipe, height: int, width: int) -> ScaleCrafterConfig:
-    """The schedule from --config / --preset, else the automatic one for this model and size."""
-    from .patching import unet_levels
-
+def explicit_config(args) -> ScaleCrafterConfig | None:
+    """The schedule from --config / --preset (checked before any model is loaded), else None."""
     overrides = {"method": args.method} if args.method else {}
     if args.preset:
-        config = ScaleCrafterConfig.preset(args.preset, **overrides)
-    elif args.config and args.config != "auto":
-        config = ScaleCrafterConfig.from_yaml(args.config, **overrides)
-    else:
+        return ScaleCrafterConfig.preset(args.preset, **overrides)
+    if args.config and args.config != "auto":
+        return ScaleCrafterConfig.from_yaml(args.config, **overrides)
+    return None
+
+
+def build_config(args, pipe, height: int, width: int, config: ScaleCrafterConfig | None = None) -> ScaleCrafterConfig:
+    """``config`` completed from the model, or the automatic schedule for this model and size."""
+    from .patching import unet_levels
+
+    if config is None:
+        overrides = {"method": args.method} if args.method else {}
         config = ScaleCrafterConfig.auto(
             pipe.train_size, (height, width), num_levels=unet_levels(pipe.unet), **overrides
         )
@@ -107,12 +113,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    config = explicit_config(args)
     started = time.perf_counter()
     pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip)
     height = args.height or pipe.train_size[0]
     width = args.width or pipe.train_size[1]
     pipe.check_size(height, width)
-    config = build_config(args, pipe, height, width)
+    config = build_config(args, pipe, height, width, config)
     call = dict(
         negative_prompt=args.negative_prompt, height=height, width=width, num_frames=args.frames,
         num_inference_steps=args.steps, guidance_scale=args.guidance, eta=args.eta,

@@ -113,3 +113,20 @@ def tiny_sd_pipeline(tmp: Path, seed: int = 0):
         unet=tiny_unet2d(seed), scheduler=tiny_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def tiny_sdxl_pipeline(tmp: Path, seed: int = 0):
+    """SDXL layout: 3 levels (no downsampler at the deepest), two text encoders, text-time conditioning."""
+    from diffusers import StableDiffusionXLPipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    unet = tiny_unet2d(seed, channels=(16, 32, 32), cross_dim=64, addition_embed_type="text_time",
+                       addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 6 + 32)
+    torch.manual_seed(seed + 1)
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=32)).eval()
+    tok = tiny_tokenizer(tmp / "_xl_tok")
+    return StableDiffusionXLPipeline(vae=tiny_vae(seed), text_encoder=tiny_text_encoder(seed), text_encoder_2=te2,
+                                     tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=tiny_scheduler(),
+                                     force_zeros_for_empty_prompt=False)

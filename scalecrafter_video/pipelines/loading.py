@@ -61,6 +61,19 @@ class ImagePipeline:
         return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)[:, None]
 
 
+def _quiet_loading() -> None:
+    """Weight-loading progress bars of transformers/diffusers are noise next to our own."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()
+
+
 def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None, clip_path=None):
     """Load a local model: a diffusers folder (text-to-video or Stable Diffusion) or an LDM-style
     ``.ckpt`` with its YAML (``model_config``) for LVDM / VideoCrafter.
@@ -68,6 +81,7 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None,
     Raises:
         ModelLoadError: missing path, a hub id (nothing is downloaded), or an unknown layout.
     """
+    _quiet_loading()
     path = Path(path)
     if not path.exists():
         hint = " (model hubs are not used: pass a local folder)" if "/" in str(path) and not str(path).startswith((".", "/")) else ""

@@ -1,0 +1,68 @@
+"""The generate command end to end on a tiny local model, and its one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+from tiny import tiny_t2v_folder
+
+from scalecrafter_video.cli import main
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_t2v_folder(tmp_path_factory.mktemp("m") / "tiny-t2v")
+
+
+def _decode(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_generate_mp4_with_auto_schedule(model, tmp_path, capsys):
+    out = tmp_path / "v.mp4"
+    assert main(["generate", "--model", str(model), "--prompt", "a cat", "--height", "32", "--width", "48",
+                 "--out", str(out)]) == 0
+    video = _decode(out)
+    assert video.shape == (3, 32, 48, 3)
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["seed"] == 0 and meta["config"]["dilation"] and meta["config"]["train_size"] == [16, 16]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_generate_compare_png_frames_with_preset(model, tmp_path):
+    out = tmp_path / "frames"
+    assert main(["generate", "--model", str(model), "--prompt", "a cat", "--height", "32", "--width", "32",
+                 "--preset", "modelscope/512x512", "--frames", "2", "--compare", "--out", str(out)]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 2
+    from PIL import Image
+
+    w, h = Image.open(pngs[0]).size
+    assert w == 32 + 4 + 32 and h > 32
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--height", "33"], "multiples of 2"),
+    (["--preset", "nope/1x1"], "unknown preset"),
+    (["--config", "{bad}"], "config file not found"),
+])
+def test_bad_inputs_give_one_line(model, tmp_path, capsys, args, match):
+    code = main(["generate", "--model", str(model), "--prompt", "x", "--out", str(tmp_path / "o.mp4"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_malformed_yaml_and_missing_model(model, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dilation: {mid_block.*: [2\n")
+    assert main(["generate", "--model", str(model), "--prompt", "x", "--config", str(bad), "--out",
+                 str(tmp_path / "o.mp4")]) == 2
+    assert "malformed YAML" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path / "missing"), "--prompt", "x", "--out", "o.mp4"]) == 2
+    assert "model not found" in capsys.readouterr().err
+    assert main(["generate", "--model", "someorg/some-model", "--prompt", "x", "--out", "o.mp4"]) == 2
+    assert "hubs are not used" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()

@@ -1,0 +1,128 @@
+"""Schedules as data: YAML, presets, validation, and the automatic schedule vs the paper's tables."""
+
+from fnmatch import fnmatchcase
+
+import pytest
+from tiny import tiny_unet2d, tiny_unet3d
+
+from scalecrafter_video import ConfigError, ScaleCrafterConfig, list_presets
+from scalecrafter_video.patching import _resolve_table, spatial_convs
+
+SD_UNET = tiny_unet2d()  # SD 1.5/2.1 block layout: 4 levels, the same 50 conv names
+SITES = spatial_convs(SD_UNET)
+
+
+def resolved(table):
+    return _resolve_table(table, SITES, "dilation")
+
+
+def official(levels: dict) -> dict:
+    """Per-module factors from the paper's table columns (see the method reference, Sec. 8)."""
+    out = {}
+    for site in SITES:
+        k = site.key
+        parts = k.split(".")
+        block, idx = parts[0], int(parts[1]) if parts[0] != "mid_block" else None
+        col = {"down_blocks": f"down.{idx}", "up_blocks": f"up.{idx}", "mid_block": "mid"}[block]
+        if "downsamplers" in k and f"{col} ds" in levels:
+            col = f"{col} ds"
+        value = levels.get(col)
+        if value:
+            out[k] = float(value)
+    return out
+
+
+TABLE_1024 = {"down.1": 2, "down.2": 2, "down.3": 2, "mid": 2, "up.0": 2, "up.1": 2, "up.2": 2}
+TABLE_1280 = {c: 2.5 for c in TABLE_1024}
+TABLE_2048 = {"down.1": 2, "down.2": 3, "down.3": 4, "mid": 4, "up.0": 4, "up.1": 3, "up.2": 2}
+DAMPED_2048 = {"down.2": 3, "down.3": 4, "mid": 4, "up.0": 4, "up.1": 3}
+
+
+@pytest.mark.parametrize("target,table,tau,progressive,damped", [
+    ((1024, 1024), TABLE_1024, 0.6, False, None),
+    ((1280, 1280), TABLE_1280, 0.7, False, None),
+    ((2048, 2048), TABLE_2048, 0.7, True, DAMPED_2048),
+    ((1024, 2048), TABLE_2048, 0.7, True, DAMPED_2048),  # 2048x1024: the larger side ratio
+])
+def test_auto_schedule_reproduces_the_paper_tables(target, table, tau, progressive, damped):
+    cfg = ScaleCrafterConfig.auto((512, 512), target, num_levels=4)
+    assert resolved(cfg.dilation) == official(table)
+    assert cfg.dilate_tau == tau and cfg.progressive is progressive
+    if damped:
+        assert resolved(cfg.ndcfg_dilation) == official(damped) and cfg.ndcfg_tau == tau
+    else:
+        assert cfg.ndcfg_tau == 0 and not cfg.ndcfg_dilation
+    name = f"sd1.5/{target[1]}x{target[0]}"
+    preset = ScaleCrafterConfig.preset(name)
+    assert resolved(preset.dilation) == resolved(cfg.dilation)
+    assert resolved(preset.ndcfg_dilation) == resolved(cfg.ndcfg_dilation)
+
+
+def test_sd21_2048_preset_keeps_its_official_differences():
+    cfg = ScaleCrafterConfig.preset("sd2.1/2048x2048")
+    table = resolved(cfg.dilation)
+    assert "down_blocks.1.resnets.0.conv1" not in table
+    assert table["down_blocks.2.downsamplers.0.conv"] == 4 and table["up_blocks.3.resnets.2.conv2"] == 2
+    assert "up_blocks.3.upsamplers.0.conv" not in table
+    assert cfg.dilate_tau == 0.74  # 37 of 50 steps
+
+
+def test_auto_is_identity_at_or_below_native_and_for_baselines():
+    assert ScaleCrafterConfig.auto(256, 256).uses_redilation is False
+    assert ScaleCrafterConfig.auto(256, 512, method="direct").dilation == {}
+    assert ScaleCrafterConfig.auto(256, 512, method="attn-sf").uses_attn_scale
+
+
+def test_every_preset_resolves_on_its_model_family():
+    sdxl = tiny_unet2d(channels=(16, 32, 32))
+    sdxl_sites = spatial_convs(sdxl)
+    video_sites = spatial_convs(tiny_unet3d())
+    names = list_presets()
+    assert {"sd1.5/2048x2048", "sdxl/4096x4096", "modelscope/1024x1024", "zeroscope/1152x640"} <= set(names)
+    for name in names:
+        cfg = ScaleCrafterConfig.preset(name)
+        sites = sdxl_sites if name.startswith("sdxl") else video_sites if name.startswith(("modelscope", "zeroscope")) else SITES
+        for table in (cfg.dilation, cfg.ndcfg_dilation):
+            _resolve_table(table, sites, name)
+        assert all(any(fnmatchcase(s.key, g) for s in sites) for g in cfg.disperse)
+
+
+def test_sdxl_tables_naming_missing_layers_are_refused():
+    sdxl_sites = spatial_convs(tiny_unet2d(channels=(16, 32, 32)))
+    with pytest.raises(ConfigError, match="down_blocks.3"):
+        _resolve_table({"down_blocks.3.*": 4}, sdxl_sites, "dilation")
+
+
+def test_video_presets_share_the_image_tables():
+    ms = ScaleCrafterConfig.preset("modelscope/1024x1024")
+    sd = ScaleCrafterConfig.preset("sd2.1/2048x2048")
+    assert ms.dilation == sd.dilation and ms.ndcfg_dilation == sd.ndcfg_dilation
+    assert ms.train_size == (256, 256) and ms.target_size == (1024, 1024)
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = ScaleCrafterConfig.auto((320, 576), (640, 1152), disperse=True, attn_scale=True)
+    path = tmp_path / "c.yaml"
+    cfg.to_yaml(path)
+    assert ScaleCrafterConfig.from_yaml(path).to_dict() == {**cfg.to_dict(), "name": cfg.name}
+
+
+@pytest.mark.parametrize("text,match", [
+    ("dilation: [1, 2\n", "malformed YAML"),
+    ("dilations: {a: 2}\n", "unknown config key"),
+    ("dilate_tau: 35\n", "fractions of the trajectory"),
+    ("dilation: {mid_block.*: 0.5}\n", ">= 1"),
+    ("method: magic\n", "method must be one of"),
+    ("- just\n- a list\n", "must be a mapping"),
+])
+def test_malformed_configs_are_one_clear_error(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        ScaleCrafterConfig.from_yaml(path)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="sd2.1/2048x2048"):
+        ScaleCrafterConfig.preset("sd9/1x1")
