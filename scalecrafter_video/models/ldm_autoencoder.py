@@ -65,7 +65,9 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
         z = self.norm(x)
-        q, k, v = (rearrange(m(z), "n c h w -> n 1 (h w) c") for m in (self.q, self.k, self.v))
+        # contiguous (n, 1, hw, c): scaled_dot_product_attention then uses its flash kernel on CPU,
+        # never holding the (hw x hw) matrix (4 GiB at a 128x128 latent otherwise)
+        q, k, v = (rearrange(m(z), "n c h w -> n 1 (h w) c").contiguous() for m in (self.q, self.k, self.v))
         out = rearrange(F.scaled_dot_product_attention(q, k, v), "n 1 (h w) c -> n c h w", h=h, w=w)
         return x + self.proj_out(out)
 

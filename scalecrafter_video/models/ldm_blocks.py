@@ -137,7 +137,9 @@ class Attention(nn.Module):
             self.relative_position_v = RelativePosition(dim_head, temporal_length)
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        return rearrange(t, "b n (h d) -> b h n d", h=self.heads)
+        # contiguous: lets scaled_dot_product_attention pick its memory-efficient (flash) kernel on CPU
+        # instead of materialising the (n x m) attention matrix
+        return rearrange(t, "b n (h d) -> b h n d", h=self.heads).contiguous()
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         context = x if context is None else context
