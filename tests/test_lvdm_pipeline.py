@@ -135,6 +135,9 @@ def test_missing_files_and_parts_are_clear_errors(lvdm, vc, tmp_path):
     other["model"]["params"]["unet_config"]["target"] = "ldm.modules.diffusionmodules.openaimodel.UNetModel"
     with pytest.raises(ModelLoadError, match="unsupported UNet target"):
         LDMVideoPipeline.from_checkpoint(ckpt, write_config(other, tmp_path / "sd.yaml"), clip_path=clip)
+    other["model"]["target"] = "lvdm.models.ddpm3d.LatentVisualDiffusion"
+    with pytest.raises(ModelLoadError, match="image-to-video"):
+        LDMVideoPipeline.from_checkpoint(ckpt, write_config(other, tmp_path / "i2v.yaml"), clip_path=clip)
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     with pytest.raises(ModelLoadError, match="malformed YAML"):
         LDMVideoPipeline.from_checkpoint(ckpt, tmp_path / "broken.yaml", clip_path=clip)

@@ -109,6 +109,11 @@ def read_model_config(config_path: str | Path) -> LDMModelSpec:
         text_cfg = params["cond_stage_config"]
     except (KeyError, TypeError) as exc:
         raise ModelLoadError(f"{path}: not an LDM model config (missing model.params.{exc})") from None
+    if str(model.get("target", "")).rsplit(".", 1)[-1] != "LatentDiffusion":
+        raise ModelLoadError(
+            f"{path}: model target {model.get('target')!r} is not supported; only the text-to-video "
+            "LatentDiffusion models are (not image-to-video / LatentVisualDiffusion)"
+        )
     family = _FAMILIES.get(unet_cfg.get("target"))
     if family is None:
         raise ModelLoadError(
