@@ -287,3 +287,33 @@ def test_works_under_accelerate_offload_hooks_in_either_order():
         torch.testing.assert_close(_run(u, x), ref, rtol=0, atol=0)
         remove_scalecrafter(u)
         hook.remove()
+
+
+def test_peft_lora_convs_are_dilated_with_their_base_layer():
+    """A LoRA conv is base(x) + B(A(x)): dilating base and the 3x3 A alike equals dilating the merged
+    kernel (B is 1x1, so it commutes with the spatial resizes and with dispersion)."""
+    pytest.importorskip("peft")
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    adapted, merged = tiny_unet2d(), tiny_unet2d()
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["conv1", "conv2"], init_lora_weights=False)
+    adapted.add_adapter(lora)
+    merged.add_adapter(lora)
+    merged.load_state_dict(adapted.state_dict())
+    for module in merged.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+    cfg = _config(dilation={"down_blocks.1.*": 2.5, "mid_block.*": 4}, disperse=["mid_block.*"], disperse_tau=0.7)
+    x = torch.randn(1, 4, 13, 11)
+    outs = []
+    for unet in (adapted, merged):
+        apply_scalecrafter(unet, cfg)
+        with torch.no_grad():
+            outs.append(unet(x, 981, encoder_hidden_states=EMB[:1]).sample)
+        remove_scalecrafter(unet)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    lora_a = adapted.mid_block.resnets[0].conv1.lora_A["default"]
+    assert lora_a.kernel_size == (3, 3)
+    keys = [s.key for s in spatial_convs(adapted)]
+    assert keys.count("mid_block.resnets.0.conv1") == 2  # base_layer and lora_A act as one conv
