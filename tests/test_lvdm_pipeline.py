@@ -161,6 +161,22 @@ def test_lvdm_text_weights_in_the_checkpoint_win(lvdm, tmp_path):
     assert torch.all(bias[name] == 0.25)
 
 
+def test_diffusers_style_folders_are_accepted(lvdm, vc, tmp_path):
+    """--clip may point at a model folder with tokenizer/ and text_encoder/ subfolders."""
+    import shutil
+
+    ckpt, cfg, clip = lvdm
+    root = tmp_path / "sd"
+    shutil.copytree(clip, root / "tokenizer")
+    shutil.copytree(clip, root / "text_encoder")
+    pipe = LDMVideoPipeline.from_checkpoint(ckpt, cfg, clip_path=root)
+    assert pipe.encode_prompt(["a"]).shape == (1, 77, 32)
+    ckpt, cfg, tok = vc
+    shutil.copytree(tok, tmp_path / "sd2" / "tokenizer")
+    pipe = LDMVideoPipeline.from_checkpoint(ckpt, cfg, clip_path=tmp_path / "sd2")
+    assert pipe.encode_prompt(["a"]).shape == (1, 77, 64)
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 def test_lvdm_sampling_is_seeded(lvdm_pipe):
     a, b, c = run(lvdm_pipe, 0), run(lvdm_pipe, 0), run(lvdm_pipe, 1)

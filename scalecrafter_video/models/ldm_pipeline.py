@@ -252,6 +252,13 @@ class DDIMSampler:
 
 
 # ---------------------------------------------------------------------------------------------- text
+def _part_folder(path: Path, part: str) -> Path:
+    """``path`` itself, or its ``part`` subfolder (``tokenizer`` / ``text_encoder``) when ``path`` is a
+    diffusers-style model folder that has one."""
+    sub = path / part
+    return sub if sub.is_dir() and not (path / "vocab.json").is_file() and not (path / "config.json").is_file() else path
+
+
 class _HFCLIPText(torch.nn.Module):
     """LVDM's frozen CLIP text encoder: ``last_hidden_state`` of ``CLIPTextModel`` (77 tokens)."""
 
@@ -263,8 +270,8 @@ class _HFCLIPText(torch.nn.Module):
         if not path.is_dir():
             raise ModelLoadError(f"CLIP folder not found: {path}")
         try:
-            self.tokenizer = CLIPTokenizer.from_pretrained(str(path))
-            self.transformer = CLIPTextModel.from_pretrained(str(path))
+            self.tokenizer = CLIPTokenizer.from_pretrained(str(_part_folder(path, "tokenizer")))
+            self.transformer = CLIPTextModel.from_pretrained(str(_part_folder(path, "text_encoder")))
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelLoadError(f"cannot load a CLIP tokenizer + text model from {path}: {first}") from None
@@ -295,7 +302,7 @@ class _OpenCLIPText(torch.nn.Module):
         from transformers import CLIPTokenizer
 
         try:
-            self.tokenizer = CLIPTokenizer.from_pretrained(str(path))
+            self.tokenizer = CLIPTokenizer.from_pretrained(str(_part_folder(path, "tokenizer")))
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelLoadError(f"cannot load a CLIP tokenizer from {path}: {first}") from None
