@@ -119,7 +119,7 @@ def test_spatial_only_property(family):
         else:
             ref = F.conv2d(x, module.weight, module.bias, stride=module.stride, padding=2, dilation=2)
         if ref.shape == output.shape:  # stride-1 convs: exactly a dilation-2 conv
-            assert torch.allclose(output, ref, atol=1e-5)
+            assert torch.allclose(output, ref, atol=1e-4)
             checked["dilated"] += 1
 
     handles = [m.register_forward_hook(temporal_conv_hook) for m in temporal.values() if isinstance(m, torch.nn.Conv3d)]

@@ -93,7 +93,7 @@ def test_without_temporal_layers_frames_are_independent():
     with torch.no_grad():
         whole = unet(x, torch.tensor([7]), context=ctx)
         single = unet(x[:, :, 1:2], torch.tensor([7]), context=ctx)
-    assert torch.allclose(whole[:, :, 1:2], single, atol=1e-5)
+    assert torch.allclose(whole[:, :, 1:2], single, atol=1e-4)
 
 
 def test_conv_projections_causal_and_cross_temporal_attention_run():
