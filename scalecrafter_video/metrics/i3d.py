@@ -293,7 +293,7 @@ class I3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        if self.is_optimized and x.device.type == "cpu":
+        if self.is_optimized:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         for name in self._order:
             x = getattr(self, name)(x)

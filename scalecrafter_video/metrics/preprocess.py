@@ -115,7 +115,8 @@ def _as_uint8_tensor(video) -> torch.Tensor:
                 f"FVD expects uint8 RGB frames in [0, 255], got dtype {video.dtype}; quantise generated "
                 "videos exactly as they are saved (e.g. (x * 255).round().clip(0, 255).astype(np.uint8))"
             )
-        return torch.from_numpy(np.ascontiguousarray(video))
+        video = np.ascontiguousarray(video)
+        return torch.from_numpy(video if video.flags.writeable else video.copy())
     if isinstance(video, torch.Tensor):
         if video.dtype != torch.uint8:
             raise PreprocessError(
