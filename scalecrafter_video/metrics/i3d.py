@@ -439,8 +439,16 @@ def convert_i3d_checkpoint(flat: dict) -> "OrderedDict[str, torch.Tensor]":
         else:
             a = a.reshape(-1)
         state[tkey] = torch.from_numpy(np.ascontiguousarray(a))
-    _check_state_dict(state, I3D())
+    first = state.get("Conv3d_1a_7x7.weight")
+    if first is None:
+        raise WeightsError("I3D checkpoint: no Conv3d_1a_7x7 kernel")
+    _check_state_dict(state, I3D(channel_divisor=_divisor_from_width(first.shape[0])))
     return state
+
+
+def _divisor_from_width(width: int) -> int:
+    """Channel divisor of a (test-sized) network from the width of its first conv (64 // width)."""
+    return max(1, 64 // int(width))
 
 
 def _check_state_dict(state, model: I3D) -> None:
@@ -459,7 +467,8 @@ def _save_converted(state, out: Path, source: str) -> Path:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    meta = {"format": WEIGHTS_FORMAT, "channel_divisor": "1", "source": source}
+    divisor = _divisor_from_width(state["Conv3d_1a_7x7.weight"].shape[0])
+    meta = {"format": WEIGHTS_FORMAT, "channel_divisor": str(divisor), "source": source}
     save_file({k: v.contiguous() for k, v in state.items()}, os.fspath(tmp), metadata=meta)
     os.replace(tmp, out)
     return out
