@@ -47,6 +47,7 @@ def write_mp4(path: Path, frames: np.ndarray, codec: str = "libx264", fps: int =
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 8_000_000
         for fr in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(fr), format="rgb24")):
                 container.mux(packet)
