@@ -423,6 +423,7 @@ class FeatureSet:
     bad: list[tuple[str, str]]
     source_sizes: list[tuple[int, int]]
     cache_hits: int = 0
+    shard_size: int = 0  # videos this rank was responsible for (all of them without sharding)
 
 
 def _world() -> tuple[int, int]:
@@ -464,8 +465,9 @@ def embed_videos(
     progress: bool = False,
 ) -> FeatureSet:
     """Embed a video set with the clip rule; shards over ranks when torch.distributed is
-    initialised (rank ``r`` of ``W`` embeds items ``r, r + W, ...``; results are gathered to
-    every rank in set order).
+    initialised (the set is cut into fixed slices of ``batch_size``; rank ``r`` of ``W`` embeds
+    slices ``r, r + W, ...``; results are gathered to every rank in set order, identical to a
+    single-process run).
 
     Bad items (unreadable, corrupt, too short) are collected; unless ``skip_bad`` a
     :class:`BadVideosError` naming all of them is raised (on every rank, after the gather).
@@ -513,37 +515,38 @@ def embed_videos(
 
     from tqdm.auto import tqdm
 
-    mine = range(rank, len(vset), world)
+    # Fixed slices of the set are the batches, and rank r takes slices r, r + W, ...: every
+    # clip is embedded in the same batch as in a single-process run (bitwise-equal features).
+    chunks = [range(s, min(s + batch_size, len(vset))) for s in range(0, len(vset), batch_size)]
+    mine = [idx for chunk in chunks[rank::world] for idx in chunk]
     bar = tqdm(total=len(mine), desc=f"I3D {vset.label}", unit="video", disable=not progress or rank != 0)
-    for idx in mine:
-        item = vset.items[idx]
-        try:
-            key = _cache_key(item.digest(), settings) if cache is not None else None
-        except OSError as exc:
-            bad.append((idx, item.name, f"unreadable ({exc})"))
-            bar.update(1)
-            continue
-        if key is not None:
-            hit = _cache_load(cache, key)
-            if hit is not None:
-                feats[idx], sizes[idx] = hit
-                hits += 1
+    for chunk in chunks[rank::world]:
+        for idx in chunk:
+            item = vset.items[idx]
+            try:
+                key = _cache_key(item.digest(), settings) if cache is not None else None
+            except OSError as exc:
+                bad.append((idx, item.name, f"unreadable ({exc})"))
                 bar.update(1)
                 continue
-        try:
-            clip = sample_clip(item.load(need), num_frames, stride)
-        except VideoReadError as exc:
-            bad.append((idx, item.name, str(exc)))
-            bar.update(1)
-            continue
-        sizes[idx] = tuple(clip.shape[1:3])
-        if bad and not skip_bad:
-            bar.update(1)
-            continue  # the run will fail: keep scanning to name every bad file, skip the compute
-        pending.append((idx, key, clip))
-        if len(pending) >= batch_size:
-            flush()
-    if not bad or skip_bad:
+            if key is not None:
+                hit = _cache_load(cache, key)
+                if hit is not None:
+                    feats[idx], sizes[idx] = hit
+                    hits += 1
+                    bar.update(1)
+                    continue
+            try:
+                clip = sample_clip(item.load(need), num_frames, stride)
+            except VideoReadError as exc:
+                bad.append((idx, item.name, str(exc)))
+                bar.update(1)
+                continue
+            sizes[idx] = tuple(clip.shape[1:3])
+            if bad and not skip_bad:
+                bar.update(1)
+                continue  # the run will fail: keep scanning to name every bad file, skip the compute
+            pending.append((idx, key, clip))
         flush()
     bar.close()
 
@@ -574,6 +577,7 @@ def embed_videos(
         bad=[(name, reason) for _, name, reason in bad],
         source_sizes=sorted({sizes[i] for i in order if i in sizes}),
         cache_hits=hits,
+        shard_size=len(mine),
     )
 
 
