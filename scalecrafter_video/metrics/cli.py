@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -105,15 +104,10 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         data = result.to_dict()
-        out.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+        out.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return 0
 
 
 def _sizes(sizes) -> str:
     return ", ".join(f"{h}x{w}" for h, w in sizes) or "(cached)"
 
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return str(value)

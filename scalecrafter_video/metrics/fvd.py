@@ -23,10 +23,9 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ from ..video_io import (
     natural_sort_key,
     read_video,
 )
-from .i3d import I3D, MIN_FRAMES, cache_root, load_i3d
+from .i3d import MIN_FRAMES, cache_root, load_i3d
 from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS, preprocess_videos
 
 __all__ = [
