@@ -34,6 +34,24 @@ def test_example_py_anchor_t15(real_weights):
                       progress=False)
     assert res.fvd == pytest.approx(133.908, abs=0.1)
     assert (res.num_real, res.num_fake, res.num_frames) == (2, 2, 15)
+    assert res.protocol["reference_weights"] is True
+
+
+@pytest.mark.network
+def test_damaged_weights_cache_is_detected(real_weights, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from scalecrafter_video.metrics.i3d import WeightsError
+
+    with safe_open(str(real_weights), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(real_weights))
+    state["Logits.Conv3d_0c_1x1.bias"][0] += 1e-3
+    damaged = tmp_path / "damaged.safetensors"
+    save_file(state, str(damaged), metadata=meta)
+    with pytest.raises(WeightsError, match="do not match the reference"):
+        load_i3d(weights=damaged)
 
 
 @pytest.mark.network

