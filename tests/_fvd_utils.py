@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from scalecrafter_video.metrics.i3d import I3D, Unit3D, save_i3d_weights
@@ -71,3 +72,48 @@ def write_frame_folder(folder: Path, frames: np.ndarray, ext: str = "png", patte
     for i, f in enumerate(frames):
         Image.fromarray(f).save(folder / f"{pattern.format(i)}.{ext}")
     return folder
+
+
+def _openblas_thread_controls():
+    """(get, set) function pairs of the OpenBLAS builds loaded in this process (Linux; else none)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return []
+    controls = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", "", "_64"):
+            for prefix in ("scipy_openblas_", "openblas_"):
+                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    controls.append((get, put))
+                    break
+            else:
+                continue
+            break
+    return controls
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each test with one torch and one BLAS thread: on small shared CPUs, spinning worker
+    threads make 400x400 eigendecompositions 10-50x slower. Results do not depend on it."""
+    before = torch.get_num_threads()
+    blas = [(put, get()) for get, put in _openblas_thread_controls()]
+    torch.set_num_threads(1)
+    for put, _ in blas:
+        put(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        for put, n in blas:
+            put(n)

@@ -12,6 +12,8 @@ import pytest
 from scalecrafter_video.metrics import compute_fvd, i3d_features, load_i3d
 from scalecrafter_video.metrics.i3d import WeightsUnavailableError, resolve_i3d_weights
 
+from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
+
 
 @pytest.fixture(scope="module")
 def real_weights():

@@ -24,7 +24,7 @@ from scalecrafter_video.metrics.i3d import (
     same_pads,
 )
 
-from _fvd_utils import tiny_i3d
+from _fvd_utils import one_torch_thread, tiny_i3d  # noqa: F401 (autouse fixture)
 
 EXPECTED_SHAPES = {  # (C, T, H, W) for a 16x224x224 clip, from the reference layer table
     "Conv3d_1a_7x7": (64, 8, 112, 112),

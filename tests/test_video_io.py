@@ -6,6 +6,7 @@ import pytest
 from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.video_io import VideoReadError, _read_with_pyav, natural_sort_key, read_video
 
+from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
 from _fvd_utils import random_videos, write_frame_folder, write_gif, write_mp4
 
 
