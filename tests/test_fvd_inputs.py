@@ -177,3 +177,21 @@ def test_cli_reports_user_errors_on_one_line(tmp_path, weights, capsys):
     code = main(["fvd", str(tmp_path / "nope"), str(tmp_path / "nope2"), "--i3d-weights", str(weights)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "does not exist" in err
+
+
+@pytest.mark.parametrize("device,match", [("gpu", "unknown device"), ("cuda:0", "CUDA is not available")])
+def test_bad_device_is_a_user_error(tmp_path, weights, device, match):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ScaleCrafterError, match=match):
+        compute_fvd(random_videos(2, 9, 8, 8), random_videos(2, 9, 8, 8), num_frames=9, weights=weights,
+                    device=device, cache=False, progress=False)
+
+
+def test_i3d_features_accepts_clip_lists_and_batches_consistently(model):
+    clips = [random_videos(1, 9, 24, 40, seed=30)[0], random_videos(1, 9, 56, 56, seed=31)[0]]
+    f = i3d_features(clips, model=model, batch_size=1)
+    assert f.shape == (2, 400) and f.dtype == np.float32
+    np.testing.assert_allclose(i3d_features(clips, model=model, batch_size=2), f, rtol=0, atol=1e-5)
+    with pytest.raises(ScaleCrafterError, match="no videos"):
+        i3d_features([], model=model)

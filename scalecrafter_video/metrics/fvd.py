@@ -350,13 +350,20 @@ def _full_fp32():
 
 
 def _resolve_device(device) -> torch.device:
+    """``"auto"``/None: this rank's CUDA device when available, else CPU; otherwise checked."""
     if device is None or device == "auto":
         if torch.cuda.is_available():
             if _world()[1] > 1:
                 return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             return torch.device("cuda")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputSetError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputSetError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    return dev
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
