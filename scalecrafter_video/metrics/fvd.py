@@ -39,7 +39,14 @@ from ..video_io import (
     natural_sort_key,
     read_video,
 )
-from .i3d import MIN_FRAMES, REFERENCE_WEIGHTS_FINGERPRINT, cache_root, load_i3d
+from .i3d import (
+    MIN_FRAMES,
+    REFERENCE_WEIGHTS_FINGERPRINT,
+    WeightsError,
+    cache_root,
+    load_i3d,
+    resolve_i3d_weights,
+)
 from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS, preprocess_videos
 
 __all__ = [
@@ -689,6 +696,17 @@ def compute_fvd(
     try:
         dev = _resolve_device(device)
         if model is None:
+            rank, world = _world()
+            if world > 1:  # rank 0 downloads/converts the weights once; the others wait for it
+                box = [None]
+                if rank == 0:
+                    try:
+                        resolve_i3d_weights(weights)
+                    except ScaleCrafterError as exc:
+                        box = [str(exc)]
+                dist.broadcast_object_list(box, src=0)
+                if box[0] is not None:
+                    raise WeightsError(box[0])
             model = load_i3d(device=dev, weights=weights, optimize=optimize)
         model.eval()
         cache_path = (Path(cache_dir) if cache_dir is not None else cache_root() / "fvd-features") if cache else None
