@@ -681,6 +681,10 @@ def compute_fvd(
             ``min(kvd_subset_size, N)`` (mean +- std).
         cache: reuse features keyed by content hash + protocol (``<cache>/fvd-features``).
 
+    Returns:
+        :class:`FVDResult`: ``fvd``, ``kvd`` (full sets), optional ``kvd_subsets_mean/std``,
+        ``num_real``, ``num_fake``, ``num_frames``, the ``protocol`` dict and ``skipped`` videos.
+
     Under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised if needed (NCCL on
     GPUs, gloo on CPU), each rank embeds its shard and every rank gets the same result.
     """
