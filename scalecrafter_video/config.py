@@ -32,9 +32,24 @@ def config_dir() -> Path:
 
 
 def list_presets() -> list[str]:
-    """Preset names: paths of the YAML files under :func:`config_dir`, without the suffix."""
+    """Preset names: the ScaleCrafter schedules under :func:`config_dir` (paths without ``.yaml``).
+
+    Other YAML files there (e.g. LVDM/VideoCrafter model configs under ``configs/lvdm/``) are not
+    presets and are left out: a preset's top-level keys are schedule fields (or ``base``).
+    """
+    import yaml
+
     root = config_dir()
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    allowed = {f.name for f in dataclasses.fields(ScaleCrafterConfig)} | {"base"}
+    names = []
+    for path in root.rglob("*.yaml"):
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and set(data) <= allowed:
+            names.append(str(path.relative_to(root).with_suffix("")))
+    return sorted(names)
 
 
 def _pair(value, key: str) -> tuple[int, int] | None:

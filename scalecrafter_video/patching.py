@@ -165,6 +165,7 @@ class ScaleCrafterState:
         self.in_damped_pass = False
         self.last_step: dict | None = None
         self._call = None
+        self._ts_key, self._ts_values = None, []
 
     # -- schedule position ---------------------------------------------------------------
     def _sampler_timesteps(self) -> list[float] | None:
@@ -172,7 +173,11 @@ class ScaleCrafterState:
         ts = getattr(getattr(owner, "scheduler", None), "timesteps", None)
         if ts is None or len(ts) == 0:
             return None
-        return [float(v) for v in ts]
+        key = (id(ts), getattr(ts, "_version", None), len(ts))
+        if key != self._ts_key:  # one device sync per new schedule, not per UNet call
+            self._ts_values = [float(v) for v in (ts.tolist() if torch.is_tensor(ts) else ts)]
+            self._ts_key = key
+        return self._ts_values
 
     def window(self, t: float, tau: float) -> float | None:
         """``None`` when a feature with horizon ``tau`` is off at ``t``; else the fraction of its

@@ -2,11 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 from tiny import tiny_t2v_folder
 
 from scalecrafter_video.cli import main
+from scalecrafter_video.video_io import read_video
 
 
 @pytest.fixture(scope="module")
@@ -14,18 +14,11 @@ def model(tmp_path_factory):
     return tiny_t2v_folder(tmp_path_factory.mktemp("m") / "tiny-t2v")
 
 
-def _decode(path):
-    import av
-
-    with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-
-
 def test_generate_mp4_with_auto_schedule(model, tmp_path, capsys):
     out = tmp_path / "v.mp4"
     assert main(["generate", "--model", str(model), "--prompt", "a cat", "--height", "32", "--width", "48",
                  "--out", str(out)]) == 0
-    video = _decode(out)
+    video = read_video(out)
     assert video.shape == (3, 32, 48, 3)
     meta = json.loads((tmp_path / "v.mp4.json").read_text())
     assert meta["seed"] == 0 and meta["config"]["dilation"] and meta["config"]["train_size"] == [16, 16]

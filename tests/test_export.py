@@ -7,6 +7,7 @@ from PIL import Image
 from scalecrafter_video import ScaleCrafterError
 from scalecrafter_video import export as export_mod
 from scalecrafter_video.export import side_by_side, write_video
+from scalecrafter_video.video_io import read_video
 
 
 def _frames(f=5, h=24, w=32, seed=0):
@@ -22,19 +23,9 @@ def _frames(f=5, h=24, w=32, seed=0):
 
 
 def _read(path):
-    if path.suffix == ".mp4":
-        import av
-
-        with av.open(str(path)) as c:
-            return np.stack([fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)])
-    if path.is_dir():
-        return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(path.glob("*.png"))])
-    im = Image.open(path)
-    out = []
-    for i in range(getattr(im, "n_frames", 1)):
-        im.seek(i)
-        out.append(np.asarray(im.convert("RGB")))
-    return np.stack(out)
+    if path.suffix == ".png":
+        return np.asarray(Image.open(path).convert("RGB"))[None]
+    return read_video(path)
 
 
 @pytest.mark.parametrize("name,tol", [("v.mp4", 12.0), ("v.gif", 20.0), ("v.webp", 0.0), ("frames", 0.0)])
