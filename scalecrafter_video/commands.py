@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--model", required=True, help="local diffusers folder, or an LVDM/VideoCrafter .ckpt")
     g.add_argument("--model-config", help="YAML config of a .ckpt model (LVDM / VideoCrafter)")
-    g.add_argument("--clip", help="local CLIP text-encoder folder (LVDM)")
+    g.add_argument("--clip", help="local tokenizer / CLIP text-encoder folder (LVDM, VideoCrafter)")
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default=None)
     g.add_argument("--height", type=int, help="pixels (default: the model's native height)")

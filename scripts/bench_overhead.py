@@ -114,9 +114,12 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--steps", type=int, default=10, help="timesteps per trajectory")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine)")
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:  # one memory measurement in a fresh process
         print(json.dumps(run_mode(args, args.child)))
         return
@@ -135,7 +138,7 @@ def main() -> None:
         else:
             cmd = [sys.executable, __file__, "--child", n, "--device", args.device, "--channels", *map(str, args.channels),
                    "--context-dim", str(args.context_dim), "--size", str(args.size), "--frames", str(args.frames),
-                   "--steps", str(args.steps)]
+                   "--steps", str(args.steps)] + (["--threads", str(args.threads)] if args.threads else [])
             memory[n] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
     base_t = statistics.median(times["direct"])
     base_m = memory["direct"]["peak_bytes"]

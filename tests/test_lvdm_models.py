@@ -38,7 +38,7 @@ def tiny_unet(seed=0, **overrides) -> UNetModel:
 
 def test_real_config_matches_recorded_parameter_names_and_shapes():
     """text2video.yaml: every key, shape and the key order equal the research model's."""
-    params = real_params("model_configs/lvdm/t2v.yaml")
+    params = real_params("configs/lvdm/t2v.yaml")
     expected = frozen_shapes("lvdm_text2video")
     with torch.device("meta"):
         unet = UNetModel(**params["unet_config"]["params"])
@@ -51,7 +51,7 @@ def test_real_config_matches_recorded_parameter_names_and_shapes():
 
 def test_real_config_convs_are_spatial_only():
     """LVDM t2v: every 3x3 conv is Conv3d (1,3,3) and no conv mixes frames."""
-    params = real_params("model_configs/lvdm/t2v.yaml")["unet_config"]["params"]
+    params = real_params("configs/lvdm/t2v.yaml")["unet_config"]["params"]
     with torch.device("meta"):
         unet = UNetModel(**params)
     convs = {n: m for n, m in unet.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))}

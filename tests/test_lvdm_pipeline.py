@@ -64,7 +64,7 @@ def test_attributes_follow_the_config(lvdm_pipe, vc_pipe):
 
 
 def test_real_configs_parse():
-    root = Path(__file__).resolve().parent.parent / "model_configs"
+    root = Path(__file__).resolve().parent.parent / "configs"
     lv = read_model_config(root / "lvdm" / "t2v.yaml")
     assert (lv.family, lv.latent_size, lv.num_frames, lv.use_scale) == ("lvdm", (32, 32), 16, False)
     v2 = read_model_config(root / "videocrafter" / "inference_t2v_512_v2.0.yaml")
@@ -236,7 +236,7 @@ def test_guidance_combines_the_halves(lvdm_pipe):
 
 
 def test_ddim_step_algebra():
-    spec = read_model_config(Path(__file__).resolve().parent.parent / "model_configs/videocrafter/inference_t2v_512_v2.0.yaml")
+    spec = read_model_config(Path(__file__).resolve().parent.parent / "configs/videocrafter/inference_t2v_512_v2.0.yaml")
     ac = make_alphas_cumprod(spec)
     plain, scaled = DDIMSampler(ac), DDIMSampler(ac, make_scale_arr(spec))
     for s in (plain, scaled):

@@ -21,7 +21,7 @@ PRESETS = {
     "lvdm": ["lvdm-t2v/512x512", "lvdm-t2v/1024x1024"],
     "videocrafter": ["videocrafter2/640x1024"],
 }
-REAL = {"lvdm": "model_configs/lvdm/t2v.yaml", "videocrafter": "model_configs/videocrafter/inference_t2v_512_v2.0.yaml"}
+REAL = {"lvdm": "configs/lvdm/t2v.yaml", "videocrafter": "configs/videocrafter/inference_t2v_512_v2.0.yaml"}
 
 
 def real_unet(family: str):

@@ -24,7 +24,7 @@ def tiny_unet(v2=True, seed=0, **overrides) -> UNetModel:
 @pytest.mark.parametrize("config, recorded", [("inference_t2v_512_v2.0", "videocrafter_512_v20"),
                                               ("inference_t2v_512_v1.0", "videocrafter_512_v10")])
 def test_real_config_matches_recorded_parameter_names_and_shapes(config, recorded):
-    params = real_params(f"model_configs/videocrafter/{config}.yaml")
+    params = real_params(f"configs/videocrafter/{config}.yaml")
     expected = frozen_shapes(recorded)
     with torch.device("meta"):
         unet = UNetModel(**params["unet_config"]["params"])
@@ -40,7 +40,7 @@ def test_real_config_matches_recorded_parameter_names_and_shapes(config, recorde
 
 def test_v2_structure_facts():
     """88 Conv3d (3,1,1) under ``temopral_conv``; every other 3x3 conv is a per-frame Conv2d."""
-    params = real_params("model_configs/videocrafter/inference_t2v_512_v2.0.yaml")["unet_config"]["params"]
+    params = real_params("configs/videocrafter/inference_t2v_512_v2.0.yaml")["unet_config"]["params"]
     with torch.device("meta"):
         unet = UNetModel(**params)
     conv3d = {n: m for n, m in unet.named_modules() if isinstance(m, torch.nn.Conv3d)}
