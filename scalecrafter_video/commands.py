@@ -3,24 +3,164 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import time
+from pathlib import Path
+
+from .config import METHODS, ScaleCrafterConfig
+from .errors import ScaleCrafterError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("env", help="print versions for bug reports")
-    p.set_defaults(func=run_env)
+    g = sub.add_parser(
+        "generate",
+        help="generate a video (or image) above the model's native resolution",
+        description="Generate with Direct-Inf, Attn-SF or ScaleCrafter from a local model.",
+    )
+    g.add_argument("--model", required=True, help="local diffusers folder, or an LVDM/VideoCrafter .ckpt")
+    g.add_argument("--model-config", help="YAML config of a .ckpt model (LVDM / VideoCrafter)")
+    g.add_argument("--clip", help="local CLIP text-encoder folder (LVDM)")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--negative-prompt", default=None)
+    g.add_argument("--height", type=int, help="pixels (default: the model's native height)")
+    g.add_argument("--width", type=int, help="pixels (default: the model's native width)")
+    g.add_argument("--frames", type=int, help="number of frames (default: the model's)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--config", help="ScaleCrafter schedule YAML, or 'auto' (the default)")
+    src.add_argument("--preset", help="a shipped schedule, e.g. sd2.1/2048x2048 (see configs/)")
+    g.add_argument("--method", choices=METHODS, help="override the schedule's method")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int, help="denoising steps (default: the model's, usually 50)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    g.add_argument("--eta", type=float, help="DDIM eta")
+    g.add_argument("--fps", type=float, help="frames per second of the written video")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    g.add_argument("--out", required=True, help=".mp4/.gif/.webp file, .png for one frame, else a folder of pngs")
+    g.add_argument("--compare", action="store_true", help="also render Direct-Inf, same seed, side by side")
+    g.set_defaults(func=run_generate)
+
+    e = sub.add_parser("env", help="print versions for bug reports")
+    e.set_defaults(func=run_env)
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ScaleCrafterError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScaleCrafterError("CUDA was requested but is not available")
+    return device
+
+
+def resolve_dtype(name: str, device):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def build_config(args, pipe, height: int, width: int) -> ScaleCrafterConfig:
+    """The schedule from --config / --preset, else the automatic one for this model and size."""
+    from .patching import unet_levels
+
+    overrides = {"method": args.method} if args.method else {}
+    if args.preset:
+        config = ScaleCrafterConfig.preset(args.preset, **overrides)
+    elif args.config and args.config != "auto":
+        config = ScaleCrafterConfig.from_yaml(args.config, **overrides)
+    else:
+        config = ScaleCrafterConfig.auto(
+            pipe.train_size, (height, width), num_levels=unet_levels(pipe.unet), **overrides
+        )
+    if config.train_size is None:
+        config.train_size = tuple(pipe.train_size)
+    if config.vae_scale_factor is None:
+        config.vae_scale_factor = pipe.vae_scale_factor
+    return config
+
+
+def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, **call_kwargs):
+    """One seeded sample with ``config`` switched on, then off again. uint8 ``(f, h, w, 3)``."""
+    import torch
+
+    from .patching import apply_scalecrafter, remove_scalecrafter
+
+    apply_scalecrafter(pipe, config)
+    try:
+        generator = torch.Generator("cpu").manual_seed(seed)
+        return pipe(prompt, generator=generator, **call_kwargs)[0]
+    finally:
+        remove_scalecrafter(pipe)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from .export import side_by_side, write_video
+    from .pipelines import load_pipeline
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    started = time.perf_counter()
+    pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip)
+    height = args.height or pipe.train_size[0]
+    width = args.width or pipe.train_size[1]
+    pipe.check_size(height, width)
+    config = build_config(args, pipe, height, width)
+    call = dict(
+        negative_prompt=args.negative_prompt, height=height, width=width, num_frames=args.frames,
+        num_inference_steps=args.steps, guidance_scale=args.guidance, eta=args.eta,
+    )
+    video = render(pipe, config, args.prompt, args.seed, **call)
+    if args.compare:
+        baseline = render(pipe, config.replace(method="direct"), args.prompt, args.seed, **call)
+        video = side_by_side([baseline, video], labels=["Direct-Inf", _label(config)])
+    fps = args.fps or pipe.defaults.get("fps", 8)
+    out = write_video(video, args.out, fps=fps)
+    sidecar = {
+        "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed, "model": str(args.model),
+        "height": height, "width": width, "frames": int(video.shape[0]), "fps": fps, "compare": args.compare,
+        "config": config.to_dict(), "seconds": round(time.perf_counter() - started, 2), "versions": _versions(),
+    }
+    _write_json(Path(str(out) + ".json"), sidecar)
+    print(f"wrote {out} ({video.shape[0]} frame(s), {video.shape[2]}x{video.shape[1]}) in {sidecar['seconds']} s")
+    return 0
+
+
+def _label(config: ScaleCrafterConfig) -> str:
+    return {"scalecrafter": "ScaleCrafter", "attn-sf": "Attn-SF", "direct": "Direct-Inf"}[config.method]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("scalecrafter-video", "torch", "diffusers", "transformers"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
 
 
 def run_env(args: argparse.Namespace) -> int:
-    import importlib.metadata as md
-
     import torch
 
     print(f"python        {platform.python_version()} ({platform.machine()})")
-    for pkg in ("scalecrafter-video", "torch", "diffusers", "transformers", "einops", "av", "omegaconf"):
-        try:
-            print(f"{pkg:<13} {md.version(pkg)}")
-        except md.PackageNotFoundError:
-            print(f"{pkg:<13} (not installed)")
+    for pkg, version in _versions().items():
+        if pkg != "python":
+            print(f"{pkg:<18} {version or '(not installed)'}")
     print(f"cuda          {torch.cuda.is_available()} ({torch.cuda.device_count()} device(s))")
     return 0

@@ -179,8 +179,9 @@ class ScaleCrafterConfig:
         return cls(**d)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides) -> ScaleCrafterConfig:
-        """Load a YAML schedule (omegaconf; ``${...}`` interpolation allowed)."""
+    def from_yaml(cls, path: str | os.PathLike, _depth: int = 0, **overrides) -> ScaleCrafterConfig:
+        """Load a YAML schedule (omegaconf; ``${...}`` interpolation allowed; ``base: <preset>``
+        starts from a shipped preset)."""
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
         from yaml import YAMLError
@@ -193,19 +194,27 @@ class ScaleCrafterConfig:
         except (YAMLError, OmegaConfBaseException, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"malformed YAML in {path}: {first}") from None
+        if isinstance(data, dict) and "base" in data:
+            # ``base: <preset>`` reuses a shipped table; keys given here override it.
+            base = data.pop("base")
+            if _depth > 8:
+                raise ConfigError(f"{path}: 'base' chain too deep (a cycle?)")
+            data = {**cls.preset(str(base), _depth=_depth + 1).to_dict(), "name": None, **data}
         cfg = cls.from_dict(data, **overrides)
         if cfg.name is None:
             cfg.name = path.stem
         return cfg
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> ScaleCrafterConfig:
+    def preset(cls, name: str, _depth: int = 0, **overrides) -> ScaleCrafterConfig:
         """A shipped preset by name (see :func:`list_presets`), e.g. ``sd2.1/2048x2048``."""
         path = config_dir() / f"{name}.yaml"
         if not path.is_file():
             names = list_presets()
             raise ConfigError(f"unknown preset {name!r}; available: {', '.join(names) or '(none found)'}")
-        return cls.from_yaml(path, **overrides)
+        cfg = cls.from_yaml(path, _depth=_depth, **overrides)
+        cfg.name = name
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -124,7 +124,7 @@ def disperse_weight(weight: torch.Tensor, transform: np.ndarray) -> torch.Tensor
     key = (hash(transform.tobytes()), transform.shape, weight.dtype, weight.device)
     rt = _TORCH_CACHE.get(key)
     if rt is None:
-        rt = torch.as_tensor(transform.T, dtype=weight.dtype, device=weight.device)
+        rt = torch.tensor(np.ascontiguousarray(transform.T), dtype=weight.dtype, device=weight.device)
         _TORCH_CACHE[key] = rt
     flat = weight.reshape(*weight.shape[:-2], r * r)
     return (flat @ rt).reshape(*weight.shape[:-2], r_large, r_large)

@@ -1,0 +1,7 @@
+"""Sampling loops and model loading (prompt -> latents -> frames)."""
+
+from .loading import ImagePipeline, load_pipeline
+from .sampling import cfg_denoise, sample_loop
+from .text_to_video import TextToVideoPipeline, to_uint8
+
+__all__ = ["ImagePipeline", "TextToVideoPipeline", "cfg_denoise", "load_pipeline", "sample_loop", "to_uint8"]

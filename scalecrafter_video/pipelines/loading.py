@@ -1,0 +1,108 @@
+"""One loader for every supported local model; all return ``pipe(...) -> uint8 (b, f, h, w, 3)``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelLoadError
+
+__all__ = ["ImagePipeline", "load_pipeline"]
+
+VIDEO_CLASSES = {"TextToVideoSDPipeline", "TextToVideoPipeline", "VideoToVideoSDPipeline"}
+IMAGE_CLASSES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
+CHECKPOINT_SUFFIXES = {".ckpt", ".pt", ".pth", ".safetensors"}
+
+
+class ImagePipeline:
+    """Stable Diffusion (1.x/2.x/XL) behind the video call signature: one frame per sample.
+
+    ScaleCrafter is applied to it (``.unet``, ``.scheduler``) and runs through diffusers' own
+    ``__call__``, so this also shows the method works inside an unmodified diffusers pipeline.
+    """
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.vae_scale_factor = pipe.vae_scale_factor
+        sample = pipe.unet.config.sample_size
+        self.train_size = (sample * self.vae_scale_factor, sample * self.vae_scale_factor)
+        self.defaults = {"num_frames": 1, "fps": 1, "guidance_scale": 7.5, "num_inference_steps": 50, "eta": 0.0}
+
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    @property
+    def scheduler(self):
+        return self.pipe.scheduler
+
+    def check_size(self, height: int, width: int) -> None:
+        from ..errors import ScaleCrafterError
+
+        f = self.vae_scale_factor
+        if height % f or width % f:
+            raise ScaleCrafterError(f"height and width must be multiples of {f}, got {height}x{width}")
+
+    @torch.no_grad()
+    def __call__(self, prompt, negative_prompt=None, height=None, width=None, num_frames=None,
+                 num_inference_steps=None, guidance_scale=None, eta=None, generator=None, progress=True, **_):
+        height, width = height or self.train_size[0], width or self.train_size[1]
+        self.check_size(height, width)
+        self.pipe.set_progress_bar_config(disable=not progress)
+        images = self.pipe(
+            prompt, negative_prompt=negative_prompt, height=height, width=width,
+            num_inference_steps=num_inference_steps or self.defaults["num_inference_steps"],
+            guidance_scale=self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale,
+            eta=self.defaults["eta"] if eta is None else eta, generator=generator, output_type="np",
+        ).images
+        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)[:, None]
+
+
+def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None, clip_path=None):
+    """Load a local model: a diffusers folder (text-to-video or Stable Diffusion) or an LDM-style
+    ``.ckpt`` with its YAML (``model_config``) for LVDM / VideoCrafter.
+
+    Raises:
+        ModelLoadError: missing path, a hub id (nothing is downloaded), or an unknown layout.
+    """
+    path = Path(path)
+    if not path.exists():
+        hint = " (model hubs are not used: pass a local folder)" if "/" in str(path) and not str(path).startswith((".", "/")) else ""
+        raise ModelLoadError(f"model not found: {path}{hint}")
+    if path.is_file():
+        if path.suffix not in CHECKPOINT_SUFFIXES:
+            raise ModelLoadError(f"{path}: expected a diffusers folder or a .ckpt checkpoint")
+        if model_config is None:
+            raise ModelLoadError(f"{path}: a checkpoint needs its YAML config (--model-config)")
+        try:
+            from ..models.ldm_pipeline import LDMVideoPipeline
+        except ImportError as exc:  # pragma: no cover - depends on optional module
+            raise ModelLoadError(f"LDM-style checkpoints are not supported in this build ({exc})") from None
+        return LDMVideoPipeline.from_checkpoint(path, model_config, clip_path=clip_path, device=device, dtype=dtype)
+
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise ModelLoadError(f"{path} has no model_index.json: not a diffusers model folder")
+    try:
+        class_name = json.loads(index_file.read_text()).get("_class_name", "")
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{index_file}: invalid JSON ({exc.msg})") from None
+    if class_name in VIDEO_CLASSES:
+        from .text_to_video import TextToVideoPipeline
+
+        return TextToVideoPipeline.from_pretrained(path, device=device, dtype=dtype)
+    if class_name in IMAGE_CLASSES:
+        import diffusers
+
+        pipe = getattr(diffusers, class_name).from_pretrained(
+            path, torch_dtype=dtype, local_files_only=True, safety_checker=None
+        ) if class_name == "StableDiffusionPipeline" else getattr(diffusers, class_name).from_pretrained(
+            path, torch_dtype=dtype, local_files_only=True
+        )
+        return ImagePipeline(pipe.to(device))
+    raise ModelLoadError(
+        f"{path}: unsupported pipeline class {class_name!r} (supported: {', '.join(sorted(VIDEO_CLASSES | IMAGE_CLASSES))})"
+    )
