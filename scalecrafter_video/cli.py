@@ -17,6 +17,7 @@ from .errors import ScaleCrafterError
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES = [
     "scalecrafter_video.commands",
+    "scalecrafter_video.demo",
 ]
 
 

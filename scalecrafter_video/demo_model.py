@@ -174,8 +174,13 @@ def build_scheduler():
     )
 
 
-def save_demo_model(folder, unet, text_encoder, tokenizer, scheduler) -> Path:
-    """Write the diffusers-format folder (components via ``save_pretrained``, safetensors)."""
+#: Sampling defaults stored next to the model (read by the project's pipeline).
+SAMPLING_DEFAULTS = {"num_frames": FRAMES, "fps": 8, "num_inference_steps": 25, "guidance_scale": 1.0, "eta": 0.0}
+
+
+def save_demo_model(folder, unet, text_encoder, tokenizer, scheduler, defaults: dict | None = None) -> Path:
+    """Write the diffusers-format folder (components via ``save_pretrained``, safetensors) and the
+    sampling defaults (``scalecrafter_video.json``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet", safe_serialization=True)
@@ -193,4 +198,5 @@ def save_demo_model(folder, unet, text_encoder, tokenizer, scheduler) -> Path:
         "unet": ["diffusers", "UNet3DConditionModel"],
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    (folder / "scalecrafter_video.json").write_text(json.dumps({**SAMPLING_DEFAULTS, **(defaults or {})}, indent=2) + "\n")
     return folder
