@@ -18,6 +18,7 @@ from .errors import ScaleCrafterError
 COMMAND_MODULES = [
     "scalecrafter_video.commands",
     "scalecrafter_video.metrics.cli",
+    "scalecrafter_video.demo",
 ]
 
 
