@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "scalecrafter_video.commands",
     "scalecrafter_video.metrics.cli",
     "scalecrafter_video.demo",
+    "scalecrafter_video.render",
 ]
 
 
