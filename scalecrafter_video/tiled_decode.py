@@ -116,12 +116,15 @@ def _ramp(length: int, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def synced_tiled_decode(vae, z: torch.Tensor, tile_size: int, sync_attention: bool = False) -> torch.Tensor:
+def synced_tiled_decode(
+    vae, z: torch.Tensor, tile_size: int, sync_attention: bool = False, sync: bool = True
+) -> torch.Tensor:
     """Decode scaled latents ``z`` ``(n, c, h, w)`` (already divided by the scaling factor) with
     latent tiles of ``tile_size``; returns ``(n, 3, H, W)`` like ``vae.decode(z).sample``.
 
     Tiles overlap by a quarter; the stride is ``int(tile_size * 0.75)``. A frame that fits in one
-    tile is decoded in one plain pass.
+    tile is decoded in one plain pass. ``sync=False`` keeps per-tile statistics (the unsynchronized
+    baseline, for comparisons).
     """
     if tile_size < 2:
         raise ValueError(f"tile_size must be at least 2 latent pixels, got {tile_size}")
@@ -132,7 +135,7 @@ def synced_tiled_decode(vae, z: torch.Tensor, tile_size: int, sync_attention: bo
     rows, cols = tile_starts(h, tile_size, stride), tile_starts(w, tile_size, stride)
     tiles = [(i, j) for i in rows for j in cols]
     decoder = vae.decoder
-    sync = _Sync(_synced_groupnorms(decoder, sync_attention))
+    pool = _Sync(_synced_groupnorms(decoder, sync_attention) if sync else [])
 
     def run(i: int, j: int) -> torch.Tensor:
         part = z[:, :, i : i + tile_size, j : j + tile_size]
@@ -140,15 +143,15 @@ def synced_tiled_decode(vae, z: torch.Tensor, tile_size: int, sync_attention: bo
             part = vae.post_quant_conv(part)
         return decoder(part)
 
-    with sync.installed():
-        for _ in range(len(sync.norms)):  # one measuring pass per synchronized GroupNorm
+    with pool.installed():
+        for _ in range(len(pool.norms)):  # one measuring pass per synchronized GroupNorm
             for i, j in tiles:
                 try:
                     run(i, j)
                 except _Stop:
                     continue
                 raise RuntimeError("decoder finished without reaching an unmeasured GroupNorm")
-            sync.close_pass()
+            pool.close_pass()
         scale = out = weight = None
         for i, j in tiles:
             tile = run(i, j).float()
