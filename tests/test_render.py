@@ -151,6 +151,21 @@ def test_manifest_keys_and_outputs(tmp_path, model, capsys):
     assert _temporaries(out) == []
 
 
+def test_tiled_decoding_option(tmp_path, model, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\n")
+    plain, tiled = tmp_path / "plain", tmp_path / "tiled"
+    size = ["--height", "32", "--width", "32", "--format", "npz"]
+    assert cli.main(_render_args(prompts, plain, model, *size)) == 0
+    assert cli.main(_render_args(prompts, tiled, model, *size, "--tile-size", "6")) == 0
+    (a,), (b,) = _manifest_lines(plain), _manifest_lines(tiled)
+    assert a["config_hash"] != b["config_hash"]  # tiling is part of the configuration
+    x, y = np.load(plain / a["path"])["frames"], np.load(tiled / b["path"])["frames"]
+    assert x.shape == y.shape == (3, 32, 32, 3) and not np.array_equal(x, y)
+    assert cli.main(_render_args(prompts, tiled, model, *size, "--tile-size", "1")) == 2
+    assert "--tile-size" in capsys.readouterr().err
+
+
 def test_config_change_refused_unless_overwrite(tmp_path, model, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a\nb\n")
