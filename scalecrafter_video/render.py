@@ -44,6 +44,7 @@ __all__ = [
 FORMATS = ("mp4", "png", "npz")
 MANIFEST = "manifest.jsonl"
 FAILURES = "failures.jsonl"
+LOCK = "render.lock"
 ENTRY_KEYS = {"prompt", "seed", "seeds", "height", "width", "frames", "negative_prompt"}
 
 
@@ -438,10 +439,7 @@ def _resolve_device(name: str, dist: Dist):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from .commands import build_config, explicit_config, resolve_dtype
-    from .pipelines import load_pipeline
+    from .commands import explicit_config
 
     _check_args(args)
     methods = _parse_methods(args.method)
@@ -456,7 +454,7 @@ def run(args: argparse.Namespace) -> int:
 
     dist = init_distributed(args.device)
     try:
-        return _run(args, dist, methods, seeds, explicit, entries, out_dir, tqdm, build_config, resolve_dtype, load_pipeline)
+        return _run(args, dist, methods, seeds, explicit, entries, out_dir)
     finally:
         dist.close()
 
@@ -467,7 +465,12 @@ def _with_method(args, method):
     return a
 
 
-def _run(args, dist, methods, seeds, explicit, entries, out_dir, tqdm, build_config, resolve_dtype, load_pipeline) -> int:
+def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptEntry], out_dir: Path) -> int:
+    from tqdm.auto import tqdm
+
+    from .commands import build_config, resolve_dtype
+    from .pipelines import load_pipeline
+
     started = time.perf_counter()
     device = _resolve_device(args.device, dist)
     dtype = resolve_dtype(args.dtype, device)
@@ -517,6 +520,28 @@ def _run(args, dist, methods, seeds, explicit, entries, out_dir, tqdm, build_con
 
     # ---- state on disk, read by every rank before any rank writes
     out_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out_dir) if dist.rank == 0 else None  # one job per folder (released by the OS on a kill)
+    try:
+        return _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, guidance, eta, started, tqdm)
+    finally:
+        if lock is not None:
+            (out_dir / LOCK).unlink(missing_ok=True)
+            os.close(lock)
+
+
+def _lock(out_dir: Path) -> int:
+    import fcntl
+
+    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ScaleCrafterError(f"another render job is writing to {out_dir} ({out_dir / LOCK} is locked)") from None
+    return fd
+
+
+def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, guidance, eta, started, tqdm) -> int:
     manifest = read_manifest(out_dir)
     conflicts = [it for it in items if it.error is None and (e := manifest.get(item_path(it, args.format)))
                  and e.get("config_hash") != it.config_hash]

@@ -280,3 +280,18 @@ def test_two_process_gloo_sharding_equals_single_process(tmp_path, model):
     for r in a:
         x, y = np.load(single / r["path"])["frames"], np.load(multi / r["path"])["frames"]
         assert x.dtype == np.uint8 and np.array_equal(x, y), r["path"]
+
+
+def test_a_second_job_on_the_same_folder_is_refused(tmp_path, model, capsys):
+    import fcntl
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / "render.lock", "w") as held:  # as if another job were running
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert cli.main(_render_args(prompts, out, model)) == 2
+        assert "another render job" in capsys.readouterr().err
+    assert cli.main(_render_args(prompts, out, model)) == 0
+    assert not (out / "render.lock").exists()
