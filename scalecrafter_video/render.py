@@ -352,6 +352,13 @@ def _write_output(frames: np.ndarray, out_dir: Path, rel: str, fmt: str, fps: fl
         write_video(frames, target, fps=fps)
 
 
+def _release_cached_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 # --------------------------------------------------------------------------- the command
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -571,7 +578,7 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
     shard_file = out_dir / (MANIFEST if dist.world == 1 else f"manifest.rank{dist.rank}.jsonl")
     done, failures = 0, []
     bar = tqdm(total=len(mine), desc=f"render rank {dist.rank}/{dist.world}" if dist.world > 1 else "render",
-               unit="video", position=dist.rank, disable=args.no_progress, dynamic_ncols=True, file=sys.stderr)
+               unit="video", position=dist.local_rank, disable=args.no_progress, dynamic_ncols=True, file=sys.stderr)
     for it in mine:
         rel = item_path(it, args.format)
         t0 = time.perf_counter()
@@ -598,6 +605,7 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
             raise
         except Exception as exc:  # noqa: BLE001 - a failing item is recorded and the job goes on
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ScaleCrafterError) else str(exc)
+            _release_cached_memory()  # after an out-of-memory error the next item gets a clean slate
             failures.append({"path": rel, "prompt": it.prompt, "seed": it.seed, "method": it.method,
                              "line": it.line, "reason": reason.splitlines()[0] if reason else type(exc).__name__})
             bar.write(f"failed: {rel}: {failures[-1]['reason']}")
