@@ -572,6 +572,9 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
     if dist.rank == 0:
         for stale in _stale_temporaries(out_dir):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        # Rewrite the manifest clean (torn last line of a killed job dropped, shards folded in) so that
+        # this run's appends start on a fresh line.
+        merge_manifests(out_dir, order=[item_path(it, args.format) for it in items])
     dist.barrier()
 
     mine = shard(pending, dist.rank, dist.world)

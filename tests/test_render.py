@@ -175,15 +175,24 @@ def test_config_change_refused_unless_overwrite(tmp_path, model, capsys):
     capsys.readouterr()
     assert cli.main(_render_args(prompts, out, model, "--format", "npz")) == 0
     assert "0 done, 2 skipped" in capsys.readouterr().out
+    # A line torn by a kill (no newline), then a run that appends: the new line must stay readable.
+    with open(out / "manifest.jsonl", "a") as f:
+        f.write('{"path": "00002_c_scalecrafter_s0.npz", "conf')
+    prompts.write_text("a\nb\nc\n")
+    assert cli.main(_render_args(prompts, out, model, "--format", "npz")) == 0
+    assert "1 done, 2 skipped" in capsys.readouterr().out
+    assert [r["path"] for r in _manifest_lines(out)][-1] == "00002_c_scalecrafter_s0.npz"
+    prompts.write_text("a\nb\n")
     changed = _render_args(prompts, out, model, "--format", "npz", "--guidance", "3.0")
     assert cli.main(changed) == 2
     err = capsys.readouterr().err
     assert "different configuration" in err and "--overwrite" in err
-    assert {r["path"]: r["config_hash"] for r in _manifest_lines(out)} == first  # nothing touched
+    before = {r["path"]: r["config_hash"] for r in _manifest_lines(out)}
+    assert {p: before[p] for p in first} == first  # nothing touched
     assert cli.main(changed + ["--overwrite"]) == 0
     rows = _manifest_lines(out)
-    assert len(rows) == 2 and len({r["path"] for r in rows}) == 2
-    assert all(first[r["path"]] != r["config_hash"] for r in rows)
+    assert len(rows) == 3 and len({r["path"] for r in rows}) == 3  # c (not planned now) is kept
+    assert all(first[r["path"]] != r["config_hash"] for r in rows if r["path"] in first)
 
 
 def test_failing_items_are_recorded_and_the_job_goes_on(tmp_path, model, capsys, monkeypatch):
