@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["synced_tiled_decode", "tile_starts"]
