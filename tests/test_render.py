@@ -304,3 +304,19 @@ def test_a_second_job_on_the_same_folder_is_refused(tmp_path, model, capsys):
         assert "another render job" in capsys.readouterr().err
     assert cli.main(_render_args(prompts, out, model)) == 0
     assert not (out / "render.lock").exists()
+
+
+def test_png_folders_resume_and_incomplete_folders_are_redone(tmp_path, model, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\n")
+    out = tmp_path / "out"
+    assert cli.main(_render_args(prompts, out, model, "--format", "png")) == 0
+    rows = _manifest_lines(out)
+    assert [r["path"] for r in rows] == ["00000_a_scalecrafter_s0", "00001_b_scalecrafter_s0"]
+    assert sorted(p.name for p in (out / rows[0]["path"]).iterdir()) == [f"frame_{i:05d}.png" for i in range(3)]
+    (out / rows[1]["path"] / "frame_00002.png").unlink()  # damaged after the fact
+    capsys.readouterr()
+    assert cli.main(_render_args(prompts, out, model, "--format", "png")) == 0
+    assert "1 done, 1 skipped" in capsys.readouterr().out
+    assert len(list((out / rows[1]["path"]).iterdir())) == 3
+    assert len(_manifest_lines(out)) == 2 and _temporaries(out) == []
