@@ -577,6 +577,9 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
         merge_manifests(out_dir, order=[item_path(it, args.format) for it in items])
     dist.barrier()
 
+    from .commands import _versions
+
+    versions = _versions()
     mine = shard(pending, dist.rank, dist.world)
     shard_file = out_dir / (MANIFEST if dist.world == 1 else f"manifest.rank{dist.rank}.jsonl")
     done, failures = 0, []
@@ -598,7 +601,7 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
                 "line": it.line, "negative_prompt": it.negative_prompt, "fps": fps, "format": args.format,
             }
             sidecar = dict(entry, config=cfg.to_dict(), steps=steps, guidance=guidance, eta=eta,
-                           tile_size=args.tile_size, rank=dist.rank)
+                           tile_size=args.tile_size, rank=dist.rank, versions=versions)
             if args.format != "npz":
                 _atomic_write_text(out_dir / f"{rel}.json", json.dumps(sidecar, indent=2, sort_keys=True))
             _write_output(frames, out_dir, rel, args.format, fps, sidecar)

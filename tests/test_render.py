@@ -145,7 +145,9 @@ def test_manifest_keys_and_outputs(tmp_path, model, capsys):
     for r in rows:
         assert required <= set(r)
         assert (r["height"], r["width"], r["frames"], r["seed"]) == (32, 16, 3, 3)
-        assert (out / r["path"]).is_file() and (out / (r["path"] + ".json")).is_file()
+        assert (out / r["path"]).is_file()
+        sidecar = json.loads((out / (r["path"] + ".json")).read_text())
+        assert sidecar["config"]["method"] == r["method"] and sidecar["seed"] == 3 and "torch" in sidecar["versions"]
     assert rows[0]["config_hash"] != rows[1]["config_hash"]
     assert "2 planned, 2 done, 0 skipped, 0 failed" in capsys.readouterr().out
     assert _temporaries(out) == []
