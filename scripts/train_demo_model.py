@@ -60,6 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machines)")
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--export-only", action="store_true", help="export the latest checkpoint and exit")
+    p.add_argument("--card-note", default="", help="extra paragraph for the model card (e.g. how the run was resumed)")
     return p.parse_args(argv)
 
 
@@ -121,6 +122,7 @@ sampled larger it repeats the object (Direct-Inf); re-dilated, it keeps one obje
 - **Retrain**: `python scripts/train_demo_model.py` (deterministic, resumable from
   `models/shapes-t2v-ckpt/`; `--export-only` re-exports the latest checkpoint).
 - **Use**: `scalecrafter-video demo`; any prompt outside the grammar is refused with a message.
+{('- **Note**: ' + args.card_note) if args.card_note else ''}
 """
 
 

@@ -54,10 +54,10 @@ def test_loads_as_pixel_space_pipeline(pipe):
 @pytest.mark.parametrize("size", [(32, 32), (64, 64)])
 def test_generates_at_1x_and_4x(pipe, size):
     g = torch.Generator().manual_seed(0)
-    out = pipe("a blue square moving up", height=size[0], width=size[1], num_inference_steps=3,
+    out = pipe("a blue square moving up", height=size[0], width=size[1], num_inference_steps=2,
                generator=g, progress=False)
     assert out.dtype == np.uint8 and out.shape == (1, 8, size[0], size[1], 3)
-    again = pipe("a blue square moving up", height=size[0], width=size[1], num_inference_steps=3,
+    again = pipe("a blue square moving up", height=size[0], width=size[1], num_inference_steps=2,
                  generator=torch.Generator().manual_seed(0), progress=False)
     assert np.array_equal(out, again)
 
@@ -72,7 +72,7 @@ def test_lr_guidance_and_bicubic_baseline(pipe):
     from scalecrafter_video.patching import scalecrafter_state
 
     cfg = ScaleCrafterConfig.auto((32, 32), (64, 64), num_levels=3, vae_scale_factor=1)
-    out = generate_with_lr_guidance(pipe, "a red circle moving left", 64, 64, cfg, 0.5, num_inference_steps=4,
+    out = generate_with_lr_guidance(pipe, "a red circle moving left", 64, 64, cfg, 0.5, num_inference_steps=2,
                                     generator=torch.Generator().manual_seed(0), progress=False)
     assert out.shape == (1, 8, 64, 64, 3)
     assert scalecrafter_state(pipe.unet) is None  # removed again
