@@ -332,8 +332,6 @@ def _render_frames(pipe, config, item: Item, call: dict, chunk_size: int, tile_s
             bad = int((~torch.isfinite(latents)).sum())
             raise NonFiniteError(f"non-finite latents ({bad} NaN/inf values)")
         return pipe.decode(latents[None], chunk_size=chunk_size, tile_size=tile_size)[0]
-    if tile_size is not None:
-        raise ScaleCrafterError("--tile-size needs a text-to-video model with a VAE")
     return render(pipe, config, item.prompt, item.seed, **kwargs)
 
 
@@ -482,6 +480,8 @@ def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptE
     device = _resolve_device(args.device, dist)
     dtype = resolve_dtype(args.dtype, device)
     pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip)
+    if args.tile_size is not None and getattr(pipe, "vae", None) is None:
+        raise ScaleCrafterError(f"--tile-size: {args.model} has no VAE (pixel-space model or image pipeline); drop the option")
     defaults = {
         "height": args.height or pipe.train_size[0], "width": args.width or pipe.train_size[1],
         "frames": args.frames or pipe.defaults.get("num_frames"), "negative_prompt": args.negative_prompt,
