@@ -18,6 +18,8 @@ from .errors import ScaleCrafterError
 COMMAND_MODULES = [
     "scalecrafter_video.commands",
     "scalecrafter_video.metrics.cli",
+    "scalecrafter_video.demo",
+    "scalecrafter_video.render",
 ]
 
 

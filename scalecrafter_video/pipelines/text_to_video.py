@@ -98,16 +98,28 @@ class TextToVideoPipeline:
         return self.unet(x, t, encoder_hidden_states=context).sample
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, chunk_size: int = 8) -> np.ndarray:
-        """``(b, c, f, h, w)`` latents -> uint8 ``(b, f, H, W, 3)``, decoding ``chunk_size`` frames at a time."""
+    def decode(self, latents: torch.Tensor, chunk_size: int = 8, tile_size: int | None = None) -> np.ndarray:
+        """``(b, c, f, h, w)`` latents -> uint8 ``(b, f, H, W, 3)``, decoding ``chunk_size`` frames at a time.
+
+        ``tile_size`` (latent pixels) switches on tiled decoding with GroupNorm statistics synchronized
+        across tiles (:mod:`scalecrafter_video.tiled_decode`) for frames too large to decode at once.
+        """
         frames = latents.shape[2]
         flat = rearrange(latents, "b c f h w -> (b f) c h w")
         if self.vae is None:
             images = flat
         else:
             scale = getattr(self.vae.config, "scaling_factor", 0.18215)
+            if tile_size is None:
+                def run(z):
+                    return self.vae.decode(z).sample
+            else:
+                from ..tiled_decode import synced_tiled_decode
+
+                def run(z):
+                    return synced_tiled_decode(self.vae, z, tile_size)
             parts = [
-                self.vae.decode(z.to(self.vae.dtype) / scale).sample
+                run(z.to(self.vae.dtype) / scale)
                 for z in tqdm(flat.split(chunk_size), desc="decoding", disable=len(flat) <= chunk_size, leave=False)
             ]
             images = torch.cat(parts)
