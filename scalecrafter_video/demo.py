@@ -30,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='"a {red|green|blue|yellow} {circle|square|triangle} moving {left|right|up|down}"')
     p.add_argument("--size", default="64x64", help="target HEIGHTxWIDTH in pixels (default 64x64 = 4x pixels)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the model's)")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a busy machine more threads oversubscribe the cores "
+                        "and run several times slower)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--model", help="model folder (default: the embedded models/shapes-t2v)")
     p.add_argument("--out", default="outputs/demo.mp4", help="video path; a .gif is written next to it")
@@ -84,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif", ".webp"):
         raise ScaleCrafterError(f"--out must end in .mp4, .gif or .webp, got {out.name!r}")
+    if args.threads < 1:
+        raise ScaleCrafterError(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     pipe = load_demo_pipeline(args.model)
     pipe.check_size(height, width)
     levels = unet_levels(pipe.unet)
