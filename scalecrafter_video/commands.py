@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     g.add_argument("--out", required=True, help=".mp4/.gif/.webp file, .png for one frame, else a folder of pngs")
     g.add_argument("--compare", action="store_true", help="also render Direct-Inf, same seed, side by side")
+    g.add_argument("--lr-guidance", type=float, metavar="STEP_FRACTION",
+                   help="sample at the native size first, upsample, re-noise and re-run this fraction of the "
+                        "steps at the target size with the schedule on (the paper's 'Ours + LR')")
     g.set_defaults(func=run_generate)
 
     e = sub.add_parser("env", help="print versions for bug reports")
@@ -93,12 +96,27 @@ def build_config(args, pipe, height: int, width: int, config: ScaleCrafterConfig
     return config
 
 
-def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, **call_kwargs):
-    """One seeded sample with ``config`` switched on, then off again. uint8 ``(f, h, w, 3)``."""
+def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, lr_guidance: float | None = None, **call_kwargs):
+    """One seeded sample with ``config`` switched on, then off again. uint8 ``(f, h, w, 3)``.
+
+    ``lr_guidance``: fraction of the steps re-run at the target size from the upsampled native
+    sample (see :func:`~scalecrafter_video.pipelines.lr_guidance.generate_with_lr_guidance`).
+    """
     import torch
 
     from .patching import apply_scalecrafter, remove_scalecrafter
 
+    if lr_guidance is not None:
+        from .pipelines.lr_guidance import generate_with_lr_guidance
+
+        import inspect
+
+        if not hasattr(pipe, "vae") or "start_step" not in inspect.signature(pipe).parameters:
+            raise ScaleCrafterError("--lr-guidance needs a diffusers text-to-video model (it restarts sampling from latents)")
+        generator = torch.Generator("cpu").manual_seed(seed)
+        height, width = call_kwargs.pop("height"), call_kwargs.pop("width")
+        return generate_with_lr_guidance(pipe, prompt, height, width, config, lr_guidance, generator=generator,
+                                         **call_kwargs)[0]
     apply_scalecrafter(pipe, config)
     try:
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -124,15 +142,16 @@ def run_generate(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt, height=height, width=width, num_frames=args.frames,
         num_inference_steps=args.steps, guidance_scale=args.guidance, eta=args.eta,
     )
-    video = render(pipe, config, args.prompt, args.seed, **call)
+    video = render(pipe, config, args.prompt, args.seed, lr_guidance=args.lr_guidance, **call)
     if args.compare:
         baseline = render(pipe, config.replace(method="direct"), args.prompt, args.seed, **call)
-        video = side_by_side([baseline, video], labels=["Direct-Inf", _label(config)])
+        video = side_by_side([baseline, video], labels=["Direct-Inf", _label(config, args.lr_guidance)])
     fps = args.fps or pipe.defaults.get("fps", 8)
     out = write_video(video, args.out, fps=fps)
     sidecar = {
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed, "model": str(args.model),
         "height": height, "width": width, "frames": int(video.shape[0]), "fps": fps, "compare": args.compare,
+        "lr_guidance": args.lr_guidance,
         "config": config.to_dict(), "seconds": round(time.perf_counter() - started, 2), "versions": _versions(),
     }
     _write_json(Path(str(out) + ".json"), sidecar)
@@ -140,8 +159,9 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _label(config: ScaleCrafterConfig) -> str:
-    return {"scalecrafter": "ScaleCrafter", "attn-sf": "Attn-SF", "direct": "Direct-Inf"}[config.method]
+def _label(config: ScaleCrafterConfig, lr_guidance: float | None = None) -> str:
+    name = {"scalecrafter": "ScaleCrafter", "attn-sf": "Attn-SF", "direct": "Direct-Inf"}[config.method]
+    return f"{name} + LR" if lr_guidance is not None else name
 
 
 def _write_json(path: Path, data: dict) -> None:

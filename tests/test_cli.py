@@ -59,3 +59,14 @@ def test_malformed_yaml_and_missing_model(model, tmp_path, capsys):
     assert main(["generate", "--model", "someorg/some-model", "--prompt", "x", "--out", "o.mp4"]) == 2
     assert "hubs are not used" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_generate_with_lr_guidance(model, tmp_path, capsys):
+    out = tmp_path / "lr.gif"
+    assert main(["generate", "--model", str(model), "--prompt", "a cat", "--height", "32", "--width", "32",
+                 "--lr-guidance", "0.5", "--compare", "--out", str(out)]) == 0
+    assert read_video(out).shape[0] == 3
+    assert json.loads((tmp_path / "lr.gif.json").read_text())["lr_guidance"] == 0.5
+    assert main(["generate", "--model", str(model), "--prompt", "x", "--lr-guidance", "1.5",
+                 "--out", str(tmp_path / "bad.mp4")]) == 2
+    assert "(0, 1]" in capsys.readouterr().err
