@@ -77,8 +77,8 @@ def write_video(frames, path, fps: float = 8, crf: int = 17) -> Path:
     """Write ``frames`` (uint8 ``(f, h, w, 3)``) to ``path`` and return it.
 
     The suffix chooses the format: ``.mp4`` (H.264, yuv420p, constant quality ``crf``), ``.gif``,
-    ``.webp`` (lossless, animated), ``.png``/``.jpg`` (a single frame); any other path is a folder
-    of numbered png frames.
+    ``.webp`` (lossless, animated), ``.png``/``.jpg`` when there is exactly one frame (an image);
+    any other path is a folder of numbered png frames.
     """
     frames = _check_frames(frames)
     if fps <= 0:
@@ -86,10 +86,9 @@ def write_video(frames, path, fps: float = 8, crf: int = 17) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES and len(frames) != 1:
-        raise ScaleCrafterError(f"{path}: an image file holds one frame, got {len(frames)}; use .mp4/.gif/.webp or a folder")
+    single_image = suffix in IMAGE_SUFFIXES and len(frames) == 1
 
-    if suffix in VIDEO_SUFFIXES or suffix in IMAGE_SUFFIXES:
+    if suffix in VIDEO_SUFFIXES or single_image:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
         os.close(fd)
         tmp = Path(tmp)

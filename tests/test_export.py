@@ -75,8 +75,8 @@ def test_bad_frames_are_clear_errors(tmp_path):
         write_video(np.zeros((2, 8, 8, 3), np.float32), tmp_path / "a.mp4")
     with pytest.raises(ScaleCrafterError, match="shape"):
         write_video(np.zeros((2, 8, 8), np.uint8)[..., None].repeat(4, -1), tmp_path / "a.mp4")
-    with pytest.raises(ScaleCrafterError, match="one frame"):
-        write_video(_frames(f=3), tmp_path / "a.png")
+    folder = write_video(_frames(f=3), tmp_path / "a.png")  # several frames: a folder, as for any other path
+    assert folder.is_dir() and len(list(folder.glob("frame_*.png"))) == 3
 
 
 def test_single_image(tmp_path):
