@@ -342,15 +342,16 @@ def _make_hooks(state: ScaleCrafterState):
         if state.in_damped_pass:
             return None
         sample, t = _bind(unet, args, kwargs)
-        state.begin_call(_timestep_value(t), tuple(sample.shape[-2:]))
-        state._call = (args, kwargs, sample, _timestep_value(t))
+        t = _timestep_value(t)
+        state.begin_call(t, tuple(sample.shape[-2:]))
+        state._call = (sample, t)
         return None
 
     def post_hook(unet, args, kwargs, output):
         if state.in_damped_pass:
             return None
         try:
-            _, _, sample, t = state._call
+            sample, t = state._call
             if not (state.ndcfg_on and _is_cfg_batch(sample)):
                 return None
             batch = sample.shape[0]
