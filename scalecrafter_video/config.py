@@ -319,12 +319,6 @@ def level_table(values: dict[int, float], num_levels: int) -> dict[str, float]:
     return table
 
 
-def side_scale(train_size, target_size) -> float:
-    th, tw = _pair(train_size, "train_size")
-    gh, gw = _pair(target_size, "target_size")
-    return max(gh / th, gw / tw)
-
-
 def progressive_factor(d: float, remaining: float) -> float:
     """The paper's decay: ``max(ceil(d * remaining), 2)``; ``remaining`` = (tau - i) / tau in (0, 1]."""
     if d <= 1:

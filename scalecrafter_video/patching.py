@@ -163,7 +163,6 @@ class ScaleCrafterState:
         self.pixel_ratio = 1.0
         self.ndcfg_on = False
         self.in_damped_pass = False
-        self.last_step: dict | None = None
         self._call = None
         self._ts_key, self._ts_values = None, []
 
@@ -220,7 +219,6 @@ class ScaleCrafterState:
             self.ndcfg_on = self.window(t, self.config.ndcfg_tau) is not None
         else:
             self.actions, self.ndcfg_on = {}, False
-        self.last_step = {"t": t, "dilated": len(self.actions), "ndcfg": self.ndcfg_on}
 
     def end_call(self) -> None:
         self.actions = {}
