@@ -4,9 +4,13 @@
 For every target size and method, N videos are generated with fixed seeds and fixed prompts (the
 same seeds and prompts for every method) and scored with the ground-truth metrics of
 :mod:`scalecrafter_video.metrics.ground_truth`; ground truth rendered at the target size is scored
-too, as the ceiling of each metric. Writes a markdown table and a JSON file (results, the exact
-ScaleCrafter config of every cell, seeds, timings). Each finished cell is cached under
-``<out>.cells/``, so an interrupted run resumes where it stopped.
+too, as the ceiling of each metric. With the I3D weights available (``--fvd``), every cell also gets
+FVD and KVD against that ground-truth set (8-frame videos are shown to I3D with every frame twice,
+16 frames, the same rule for both sets). Writes a markdown table and a JSON file (results, the exact
+ScaleCrafter config of every cell, seeds, timings). Each finished cell (metrics and its videos) is
+cached under ``<out>.cells/`` keyed by the model's weights and the settings, so an interrupted run
+resumes where it stopped, and runs over different sizes or methods with the same ``--out`` add up
+to one table.
 
 Methods (cumulative from "ScaleCrafter"):
   direct        Direct-Inf: the model run unchanged at the target size
@@ -19,12 +23,15 @@ Methods (cumulative from "ScaleCrafter"):
 
     python scripts/bench_quality.py --videos 64                   # full grid
     python scripts/bench_quality.py --videos 8 --sizes 64x64      # a quick look
+    python scripts/bench_quality.py --sizes 128x128 --methods direct,scalecrafter   # adds to the table
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -70,6 +77,8 @@ METRICS = [
     ("colour_error", "colour err", "", False),
     ("temporal_stability", "temporal stab.", "%", True),
     ("direction_accuracy", "direction acc", "%", True),
+    ("fvd", "FVD", "", False),
+    ("kvd", "KVD", "", False),
 ]
 
 
@@ -86,6 +95,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=8, help="videos per model call")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--fvd", choices=("auto", "on", "off"), default="auto",
+                   help="FVD/KVD to ground truth: auto = when I3D weights are available offline (default)")
+    p.add_argument("--i3d-weights", help="I3D weights (see `scalecrafter-video fvd --help`)")
     p.add_argument("--out", default="outputs/bench_quality", help="output stem (.md and .json are added)")
     return p.parse_args(argv)
 
@@ -103,6 +115,41 @@ def prompts_for(n: int, seed: int) -> list[str]:
     combos = [f"a {c} {s} moving {d}" for c in COLOURS for s in SHAPES for d in DIRECTIONS]
     order = np.random.default_rng(seed).permutation(len(combos))
     return [combos[order[i % len(combos)]] for i in range(n)]
+
+
+def model_fingerprint(folder: Path) -> str:
+    """Short hash of the UNet and text-encoder weights and the scheduler config: cached cells of
+    another (e.g. retrained) model are never reused."""
+    h = hashlib.sha256()
+    for rel in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                "scheduler/scheduler_config.json"):
+        f = folder / rel
+        h.update(rel.encode())
+        h.update(f.read_bytes() if f.is_file() else b"-")
+    return h.hexdigest()[:12]
+
+
+def fvd_frames(videos: np.ndarray) -> np.ndarray:
+    """I3D needs at least 9 frames: ``(N, F, H, W, 3)`` with every frame shown twice."""
+    return np.repeat(videos, 2, axis=1) if videos.shape[1] < 9 else videos
+
+
+def load_fvd_model(mode: str, weights):
+    """The I3D network, or None (``auto`` without offline weights, or ``off``)."""
+    if mode == "off":
+        return None
+    from scalecrafter_video.errors import ScaleCrafterError
+    from scalecrafter_video.metrics.i3d import load_i3d, resolve_i3d_weights
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        path = resolve_i3d_weights(weights, download=(mode == "on"))
+    except ScaleCrafterError as exc:
+        if mode == "on":
+            raise
+        print(f"FVD/KVD skipped: {exc}")
+        return None
+    return load_i3d(weights=path, device=device, optimize=True)
 
 
 def configs_for(method, pipe, size, levels):
@@ -143,25 +190,85 @@ def fmt(value, unit):
 def write_outputs(stem: Path, results: dict, meta: dict) -> None:
     lines = ["# Ground-truth quality benchmark", ""]
     lines.append(
-        f"Model `{meta['model']}` (trained at {meta['train_size'][0]}x{meta['train_size'][1]}), "
-        f"{meta['videos']} videos per cell, {meta['frames']} frames, DDIM {meta['steps']} steps, "
-        f"guidance {meta['guidance']}, seeds {meta['seed']}+batch, same prompts and seeds for every method. "
+        f"Model `{meta['model']}` (trained at {meta['train_size'][0]}x{meta['train_size'][1]}, weights "
+        f"{meta['model_fingerprint']}), {meta['frames']} frames, DDIM {meta['steps']} steps, "
+        f"guidance {meta['guidance']}, seeds {meta['seed']}+batch, the same prompts and seeds for every method "
+        "(the first `videos` of one seeded list). "
         f"LR guidance re-runs the last {meta['lr_fraction']:.0%} of the steps. "
         "Higher is better for %, lower for errors; `ground truth` = the same prompts rendered at the target size."
     )
     lines.append("")
-    header = "| size | method | " + " | ".join(m[1] for m in METRICS) + " | s/video |"
-    lines += [header, "|" + "---|" * (len(METRICS) + 3)]
+    header = "| size | method | videos | " + " | ".join(m[1] for m in METRICS) + " | s/video |"
+    lines += [header, "|" + "---|" * (len(METRICS) + 4)]
     for size_key, cells in results.items():
         for method, cell in cells.items():
             s = cell["summary"]
-            row = [size_key, METHODS.get(method, method)]
+            row = [size_key, METHODS.get(method, method), str(s.get("videos", "-"))]
             row += [fmt(s.get(k), unit) for k, _, unit, _ in METRICS]
             row.append(f"{cell.get('seconds_per_video', 0):.2f}" if method != "ground truth" else "-")
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Configs (per size and method) are in the JSON file next to this table.", ""]
+    lines += ["", "ScaleCrafter schedules used (automatic rule, `ScaleCrafterConfig.auto`; full configs of every "
+              "cell in the JSON file next to this table):", ""]
+    for size_key, cells in results.items():
+        cell = cells.get("disperse") or cells.get("ndcfg") or cells.get("scalecrafter") or cells.get("lr")
+        if cell and cell.get("config"):
+            c = cell["config"]
+            extra = ""
+            if c.get("ndcfg_dilation"):
+                extra += f"; ndcfg {c['ndcfg_dilation']} (tau {c['ndcfg_tau']})"
+            if c.get("disperse"):
+                extra += f"; dispersion on {c['disperse']}"
+            lines.append(f"- {size_key}: dilation {c['dilation']}, tau {c['dilate_tau']}, "
+                         f"progressive {c['progressive']}{extra}")
+    if meta.get("fvd"):
+        lines += ["", f"FVD/KVD: {meta['fvd']}"]
+    lines.append("")
     stem.with_suffix(".md").write_text("\n".join(lines))
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+
+
+def settings_tag(fingerprint, videos, steps, guidance, seed) -> str:
+    return f"m{fingerprint}-n{videos}-s{steps}-g{guidance}-seed{seed}"
+
+
+def cell_key(size_key, method, tag, lr_fraction) -> str:
+    return f"{size_key}-{method}-{tag}" + (f"-lr{lr_fraction}" if method == "lr" else "")
+
+
+def ground_truth_videos(prompts, size, frames, seed) -> np.ndarray:
+    """The prompts rendered at the target size (the same scene draw for every method)."""
+    rng = np.random.default_rng(seed)
+    aspect = size[1] / size[0]
+    return np.stack([to_uint8(render_scene(scene_from_prompt(p, rng, frames, aspect), *size, frames)) for p in prompts])
+
+
+def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fraction) -> dict:
+    """Every cached cell of this model and these sampling settings, any number of videos (the
+    largest wins), by size (by pixel count) and method: separate runs add up to one table."""
+    found: dict = {}
+    for f in cache.glob(f"*-m{fingerprint}-n*-s{steps}-g{guidance}-seed{seed}*.json"):
+        match = re.match(rf"^(\d+x\d+)-(.+)-m{fingerprint}-n(\d+)-", f.stem)  # methods may hold "-"
+        if match is None:
+            continue
+        size_key, method, videos = match.group(1), match.group(2), int(match.group(3))
+        tag = settings_tag(fingerprint, videos, steps, guidance, seed)
+        if method not in METHODS or f.stem != cell_key(size_key, method, tag, lr_fraction):
+            continue
+        best = found.setdefault(size_key, {}).get(method)
+        if best is None or best[0] < videos:
+            found[size_key][method] = (videos, tag)
+    order = lambda k: (int(k.split("x")[0]) * int(k.split("x")[1]), k)  # noqa: E731
+    out = {}
+    for size_key in sorted(found, key=order):
+        out[size_key] = {}
+        for method in METHODS:
+            if method in found[size_key]:
+                tag = found[size_key][method][1]
+                gt = cache / f"{cell_key(size_key, 'gt', tag, None)}.json"
+                if gt.is_file() and "ground truth" not in out[size_key]:
+                    out[size_key]["ground truth"] = json.loads(gt.read_text())
+                out[size_key][method] = json.loads((cache / f"{cell_key(size_key, method, tag, lr_fraction)}.json").read_text())
+    return out
 
 
 def main(argv=None):
@@ -172,59 +279,82 @@ def main(argv=None):
     bad = [m for m in methods if m not in METHODS]
     if bad:
         sys.exit(f"error: unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
-    sizes = parse_sizes(args.sizes)
+    try:
+        sizes = parse_sizes(args.sizes)
+    except ValueError:
+        sys.exit(f"error: --sizes must look like 32x32,64x64 (HEIGHTxWIDTH), got {args.sizes!r}")
     pipe = load_demo_pipeline(args.model)
+    model_dir = Path(args.model) if args.model else REPO / "models" / "shapes-t2v"
+    fingerprint = model_fingerprint(model_dir)
     levels = unet_levels(pipe.unet)
     steps = args.steps or pipe.defaults["num_inference_steps"]
     guidance = pipe.defaults["guidance_scale"] if args.guidance is None else args.guidance
     frames = pipe.defaults["num_frames"]
     call = dict(num_inference_steps=steps, guidance_scale=guidance, num_frames=frames)
     prompts = prompts_for(args.videos, args.seed)
+    i3d = load_fvd_model(args.fvd, args.i3d_weights)
     stem = Path(args.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
     cache = Path(str(stem) + ".cells")
     cache.mkdir(exist_ok=True)
-    meta = dict(model=str(args.model or "models/shapes-t2v"), train_size=list(pipe.train_size), videos=args.videos,
-                frames=frames, steps=steps, guidance=guidance, seed=args.seed, lr_fraction=args.lr_fraction,
-                batch=args.batch, threads=torch.get_num_threads(), prompts=prompts)
-    results: dict = {}
-    total = len(sizes) * len(methods)
-    bar = tqdm(total=total * args.videos, desc="bench", unit="video", dynamic_ncols=True)
+    tag = settings_tag(fingerprint, args.videos, steps, guidance, args.seed)
+    meta = dict(model=str(args.model or "models/shapes-t2v"), model_fingerprint=fingerprint,
+                train_size=list(pipe.train_size), videos=args.videos, frames=frames, steps=steps,
+                guidance=guidance, seed=args.seed, lr_fraction=args.lr_fraction, batch=args.batch,
+                threads=torch.get_num_threads(), prompts=prompts)
+    if i3d is not None:
+        meta["fvd"] = ("I3D (Kinetics-400) logits, every 8-frame video shown with each frame twice (16 frames), "
+                       f"TF1-legacy resize to 224x224, {args.videos} generated vs {args.videos} ground-truth videos "
+                       "at the target size; with so few videos FVD is biased upwards, so compare rows, not papers")
+
+    def score_fvd(cell, videos, gt):
+        if i3d is None or "fvd" in cell["summary"]:
+            return False
+        from scalecrafter_video.metrics.fvd import compute_fvd
+
+        r = compute_fvd(fvd_frames(gt), fvd_frames(videos), num_frames=16, model=i3d, progress=False)
+        cell["summary"]["fvd"], cell["summary"]["kvd"] = r.fvd, r.kvd
+        return True
+
+    bar = tqdm(total=len(sizes) * len(methods) * args.videos, desc="bench", unit="video", dynamic_ncols=True)
     for size in sizes:
         size_key = f"{size[0]}x{size[1]}"
-        results[size_key] = {}
-        # ground truth: the same prompts rendered at the target size
-        rng = np.random.default_rng(args.seed)
-        gt = [evaluate_video(to_uint8(render_scene(scene_from_prompt(p, rng, frames, size[1] / size[0]), *size, frames)),
-                             prompt=p) for p in prompts]
-        results[size_key]["ground truth"] = {"summary": summarize(gt), "config": None}
+        gt = ground_truth_videos(prompts, size, frames, args.seed)
+        gt_file = cache / f"{cell_key(size_key, 'gt', tag, None)}.json"
+        gt_cell = json.loads(gt_file.read_text()) if gt_file.is_file() else {
+            "summary": summarize([evaluate_video(v, prompt=p) for v, p in zip(gt, prompts)]), "config": None}
+        if score_fvd(gt_cell, gt, gt) or not gt_file.is_file():  # FVD(X, X) = 0 checks the wiring
+            gt_file.write_text(json.dumps(gt_cell) + "\n")
         for method in methods:
             config = configs_for(method, pipe, size, levels)
-            key = f"{size_key}-{method}-n{args.videos}-s{steps}-g{guidance}-seed{args.seed}"
-            if method == "lr":
-                key += f"-lr{args.lr_fraction}"
-            cell_file = cache / f"{key}.json"
-            if cell_file.is_file():
-                results[size_key][method] = json.loads(cell_file.read_text())
+            key = cell_key(size_key, method, tag, args.lr_fraction)
+            cell_file, video_file = cache / f"{key}.json", cache / f"{key}.npz"
+            if cell_file.is_file() and video_file.is_file():
+                cell = json.loads(cell_file.read_text())
+                if score_fvd(cell, np.load(video_file)["videos"], gt):
+                    cell_file.write_text(json.dumps(cell) + "\n")
                 bar.update(args.videos)
                 continue
             started = time.perf_counter()
-            per_video = []
+            per_video, videos = [], []
             for b0 in range(0, args.videos, args.batch):
                 batch_prompts = prompts[b0 : b0 + args.batch]
-                videos = generate(method, pipe, config, batch_prompts, size, args.seed + b0, call, args.lr_fraction)
-                for p, v in zip(batch_prompts, videos):
+                out = generate(method, pipe, config, batch_prompts, size, args.seed + b0, call, args.lr_fraction)
+                for p, v in zip(batch_prompts, out):
                     per_video.append(evaluate_video(v, prompt=p))
+                    videos.append(v)
                 bar.update(len(batch_prompts))
                 bar.set_postfix(size=size_key, method=method)
             seconds = time.perf_counter() - started
+            videos = np.stack(videos)
             cell = {"summary": summarize(per_video), "config": config.to_dict() if config else None,
                     "seconds_per_video": seconds / args.videos, "per_video": per_video}
+            score_fvd(cell, videos, gt)
+            np.savez_compressed(video_file, videos=videos)
             cell_file.write_text(json.dumps(cell) + "\n")
-            results[size_key][method] = cell
-            write_outputs(stem, results, meta)
+            write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction), meta)
     bar.close()
-    write_outputs(stem, results, meta)
+    write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction), meta)
     print(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
     return 0
 
