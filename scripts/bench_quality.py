@@ -48,11 +48,12 @@ from scalecrafter_video.data.scenes import (  # noqa: E402
     COLOURS,
     DIRECTIONS,
     SHAPES,
-    render_scene,
+    render_batch,
     scene_from_prompt,
     to_uint8,
 )
 from scalecrafter_video.demo import load_demo_pipeline  # noqa: E402
+from scalecrafter_video.demo_model import DEMO_MODEL_DIR  # noqa: E402
 from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize  # noqa: E402
 from scalecrafter_video.patching import unet_levels  # noqa: E402
 from scalecrafter_video.pipelines.lr_guidance import (  # noqa: E402
@@ -238,8 +239,8 @@ def cell_key(size_key, method, tag, lr_fraction) -> str:
 def ground_truth_videos(prompts, size, frames, seed) -> np.ndarray:
     """The prompts rendered at the target size (the same scene draw for every method)."""
     rng = np.random.default_rng(seed)
-    aspect = size[1] / size[0]
-    return np.stack([to_uint8(render_scene(scene_from_prompt(p, rng, frames, aspect), *size, frames)) for p in prompts])
+    scenes = [scene_from_prompt(p, rng, frames, size[1] / size[0]) for p in prompts]
+    return to_uint8(render_batch(scenes, *size, frames))
 
 
 def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fraction) -> dict:
@@ -284,8 +285,7 @@ def main(argv=None):
     except ValueError:
         sys.exit(f"error: --sizes must look like 32x32,64x64 (HEIGHTxWIDTH), got {args.sizes!r}")
     pipe = load_demo_pipeline(args.model)
-    model_dir = Path(args.model) if args.model else REPO / "models" / "shapes-t2v"
-    fingerprint = model_fingerprint(model_dir)
+    fingerprint = model_fingerprint(Path(args.model) if args.model else DEMO_MODEL_DIR)
     levels = unet_levels(pipe.unet)
     steps = args.steps or pipe.defaults["num_inference_steps"]
     guidance = pipe.defaults["guidance_scale"] if args.guidance is None else args.guidance
