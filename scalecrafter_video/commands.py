@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     g.add_argument("--out", required=True, help=".mp4/.gif/.webp file, .png for one frame, else a folder of pngs")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace a previous output of this tool at --out (never anything else)")
     g.add_argument("--compare", action="store_true", help="also render Direct-Inf, same seed, side by side")
     g.add_argument("--lr-guidance", type=float, metavar="STEP_FRACTION",
                    help="sample at the native size first, upsample, re-noise and re-run this fraction of the "
@@ -126,9 +127,12 @@ def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, lr_guidance
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .export import side_by_side, write_video
+    from .export import check_output_path, side_by_side, write_json, write_video
     from .pipelines import load_pipeline
 
+    # Output locations are checked before anything is loaded or sampled: nothing is lost, no time wasted.
+    out_path = check_output_path(args.out, overwrite=args.overwrite)
+    check_output_path(str(out_path) + ".json", overwrite=args.overwrite, what="sidecar")
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     config = explicit_config(args)
@@ -147,14 +151,14 @@ def run_generate(args: argparse.Namespace) -> int:
         baseline = render(pipe, config.replace(method="direct"), args.prompt, args.seed, **call)
         video = side_by_side([baseline, video], labels=["Direct-Inf", _label(config, args.lr_guidance)])
     fps = args.fps or pipe.defaults.get("fps", 8)
-    out = write_video(video, args.out, fps=fps)
+    out = write_video(video, out_path, fps=fps, overwrite=args.overwrite)
     sidecar = {
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed, "model": str(args.model),
         "height": height, "width": width, "frames": int(video.shape[0]), "fps": fps, "compare": args.compare,
         "lr_guidance": args.lr_guidance,
         "config": config.to_dict(), "seconds": round(time.perf_counter() - started, 2), "versions": _versions(),
     }
-    _write_json(Path(str(out) + ".json"), sidecar)
+    write_json(Path(str(out) + ".json"), sidecar, overwrite=args.overwrite)
     print(f"wrote {out} ({video.shape[0]} frame(s), {video.shape[2]}x{video.shape[1]}) in {sidecar['seconds']} s")
     return 0
 
@@ -162,12 +166,6 @@ def run_generate(args: argparse.Namespace) -> int:
 def _label(config: ScaleCrafterConfig, lr_guidance: float | None = None) -> str:
     name = {"scalecrafter": "ScaleCrafter", "attn-sf": "Attn-SF", "direct": "Direct-Inf"}[config.method]
     return f"{name} + LR" if lr_guidance is not None else name
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
 
 
 def _versions() -> dict:

@@ -9,7 +9,6 @@ number of objects found per frame, to ``outputs/demo.mp4`` and ``outputs/demo.gi
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from .commands import render
     from .config import ScaleCrafterConfig
     from .data.scenes import canonical_prompt
-    from .export import side_by_side, write_video
+    from .export import check_output_path, side_by_side, write_json, write_video
     from .metrics.ground_truth import evaluate_video
     from .patching import unet_levels
 
@@ -88,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif", ".webp"):
         raise ScaleCrafterError(f"--out must end in .mp4, .gif or .webp, got {out.name!r}")
+    targets = [out, Path(str(out) + ".json")] + ([out.with_suffix(".gif")] if not args.no_gif else [])
+    for target in targets:  # checked before the model loads
+        check_output_path(target, overwrite=True)
     if args.threads < 1:
         raise ScaleCrafterError(f"--threads must be >= 1, got {args.threads}")
     import torch
@@ -114,16 +116,17 @@ def run(args: argparse.Namespace) -> int:
     panel_h = videos[0].shape[1]
     grid = side_by_side(videos, labels=labels, label_height=20 + panel_h % 2)  # even total height (H.264)
     fps = pipe.defaults.get("fps", 8)
-    written = [write_video(grid, out, fps=fps)]
+    # The demo's outputs are its own: a re-run replaces them, and only them (foreign files are refused).
+    written = [write_video(grid, out, fps=fps, overwrite=True)]
     if not args.no_gif and out.suffix.lower() != ".gif":
-        written.append(write_video(grid, out.with_suffix(".gif"), fps=fps))
+        written.append(write_video(grid, out.with_suffix(".gif"), fps=fps, overwrite=True))
     seconds = round(time.perf_counter() - started, 1)
     sidecar = {
         "prompt": prompt, "seed": args.seed, "size": [height, width], "train_size": list(pipe.train_size),
         "frames": int(grid.shape[0]), "display_scale": args.display_scale, "seconds": seconds,
         "metrics": stats, "configs": {"Direct-Inf": direct.to_dict(), "ScaleCrafter": scalecrafter.to_dict()},
     }
-    Path(str(out) + ".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_json(Path(str(out) + ".json"), sidecar, overwrite=True)
     for name, s in stats.items():
         print(f"  {name:<13} objects/frame {s['objects_per_frame']:.2f}  one-object frames "
               f"{s['one_object_rate']:.0%}  colour ok {s['colour_accuracy']:.0%}")

@@ -8,8 +8,12 @@ complete, so a crash never leaves a half-written output.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -17,7 +21,7 @@ import numpy as np
 
 from .errors import ScaleCrafterError
 
-__all__ = ["VIDEO_SUFFIXES", "side_by_side", "write_video"]
+__all__ = ["VIDEO_SUFFIXES", "check_output_path", "is_own_output", "side_by_side", "write_json", "write_video"]
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -73,17 +77,112 @@ def _write_frame_folder(frames: np.ndarray, folder: Path) -> None:
         Image.fromarray(frame).save(folder / f"frame_{i:05d}.png")
 
 
-def write_video(frames, path, fps: float = 8, crf: int = 17) -> Path:
+# --------------------------------------------------------------------------- output safety
+# A previous output of this tool is recognised by its content, not only its name: the magic bytes
+# of the formats we write, or a folder that holds nothing but our numbered frames.
+_MAGIC = {
+    ".mp4": lambda b: b[4:8] == b"ftyp",
+    ".gif": lambda b: b[:4] == b"GIF8",
+    ".webp": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP",
+    ".png": lambda b: b[:8] == b"\x89PNG\r\n\x1a\n",
+    ".jpg": lambda b: b[:3] == b"\xff\xd8\xff",
+    ".jpeg": lambda b: b[:3] == b"\xff\xd8\xff",
+    ".json": lambda b: b.lstrip()[:1] == b"{",
+}
+_FRAME_NAME = re.compile(r"frame_\d{5}\.png")
+# Room for the temporary names written next to the target (".{name}.XXXXXXXX.tmp.mp4").
+_TEMP_OVERHEAD = 24
+
+
+def is_own_output(path) -> bool:
+    """True when ``path`` is something this tool writes: a regular file (not a link) of one of our
+    formats with that format's magic bytes, or a real folder holding only ``frame_NNNNN.png`` files."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISREG(st.st_mode):
+        check = _MAGIC.get(path.suffix.lower())
+        if check is None:
+            return False
+        with open(path, "rb") as fh:
+            return check(fh.read(16))
+    if stat.S_ISDIR(st.st_mode):
+        return all(_FRAME_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False) for e in os.scandir(path))
+    return False
+
+
+def _describe(st: os.stat_result) -> str:
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder"
+    if stat.S_ISFIFO(st.st_mode):
+        return "a named pipe"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "a device"
+    if stat.S_ISSOCK(st.st_mode):
+        return "a socket"
+    return "a file"
+
+
+def check_output_path(path, *, overwrite: bool = False, what: str = "--out") -> Path:
+    """Refuse an output location before any work is done; return it as a ``Path``.
+
+    Refused: an empty name or ``.``/``..``; a name too long for the file system; a parent that is
+    a file or cannot be created or written; an existing target unless ``overwrite``; and, even
+    with ``overwrite``, anything that is not a previous output of this tool (a folder with other
+    files, a symbolic link, a device, a named pipe, a file of another format).
+    """
+    raw = str(path)
+    if not raw.strip() or Path(raw).name in ("", ".", ".."):
+        raise ScaleCrafterError(f"{what} must name a file or a new folder, got {raw!r}")
+    path = Path(raw)
+    try:
+        name_max = os.pathconf(path.parent if path.parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(path.name.encode("utf-8", "surrogateescape")) + _TEMP_OVERHEAD > name_max:
+        raise ScaleCrafterError(f"{what}: the name {path.name[:40]!r}... is too long (at most {name_max - _TEMP_OVERHEAD} bytes)")
+    ancestor = path.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ScaleCrafterError(f"{what}: {ancestor} is a file, so {path} cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ScaleCrafterError(f"{what}: {ancestor} is not writable")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise ScaleCrafterError(f"{what}: cannot inspect {path} ({exc.strerror})") from None
+    kind = _describe(st)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise ScaleCrafterError(f"{what}: {path} is {kind}; refusing to replace it (choose another path)")
+    if not overwrite:
+        raise ScaleCrafterError(f"{what}: {path} already exists (pass --overwrite to replace a previous output)")
+    if not is_own_output(path):
+        detail = "holds files this tool did not write" if stat.S_ISDIR(st.st_mode) else "is not a video or image this tool wrote"
+        raise ScaleCrafterError(f"{what}: {path} {detail}; refusing to replace it even with --overwrite")
+    return path
+
+
+def write_video(frames, path, fps: float = 8, crf: int = 17, *, overwrite: bool = False) -> Path:
     """Write ``frames`` (uint8 ``(f, h, w, 3)``) to ``path`` and return it.
 
     The suffix chooses the format: ``.mp4`` (H.264, yuv420p, constant quality ``crf``), ``.gif``,
     ``.webp`` (lossless, animated), ``.png``/``.jpg`` when there is exactly one frame (an image);
     any other path is a folder of numbered png frames.
+
+    An existing ``path`` is refused unless ``overwrite``; even then only a previous output of this
+    tool is replaced (see :func:`check_output_path`), atomically.
     """
     frames = _check_frames(frames)
-    if fps <= 0:
-        raise ScaleCrafterError(f"fps must be positive, got {fps}")
-    path = Path(path)
+    if not (math.isfinite(fps) and fps > 0):
+        raise ScaleCrafterError(f"fps must be positive and finite, got {fps}")
+    path = check_output_path(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     single_image = suffix in IMAGE_SUFFIXES and len(frames) == 1
@@ -102,7 +201,10 @@ def write_video(frames, path, fps: float = 8, crf: int = 17) -> Path:
 
                 Image.fromarray(frames[0]).save(tmp, format="PNG" if suffix == ".png" else "JPEG", quality=95)
             os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
+            if os.path.lexists(path) and os.path.isdir(path):  # a previous frame folder of ours
+                _swap_in(tmp, path)
+            else:
+                os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         return path
@@ -111,16 +213,43 @@ def write_video(frames, path, fps: float = 8, crf: int = 17) -> Path:
     try:
         _write_frame_folder(frames, tmp_dir)
         os.chmod(tmp_dir, 0o777 & ~_umask())
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp_dir, path)
-            shutil.rmtree(old, ignore_errors=True)
+        if os.path.lexists(path):
+            _swap_in(tmp_dir, path)
         else:
             os.replace(tmp_dir, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Replace our previous output ``path`` by ``new`` (one rename each way; the old one is kept
+    under a hidden name until the new one is in place)."""
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    old.rmdir()
+    os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except OSError:
+        os.replace(old, path)
+        raise
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+
+
+def write_json(path, data: dict, *, overwrite: bool = False) -> Path:
+    """Write ``data`` as indented JSON atomically (temporary name, then rename)."""
+    path = check_output_path(path, overwrite=overwrite, what="sidecar")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -347,7 +347,7 @@ def _write_output(frames: np.ndarray, out_dir: Path, rel: str, fmt: str, fps: fl
         finally:
             tmp.unlink(missing_ok=True)
     else:
-        write_video(frames, target, fps=fps)
+        write_video(frames, target, fps=fps, overwrite=True)  # only our own previous output is replaced
 
 
 def _release_cached_memory() -> None:

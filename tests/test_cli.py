@@ -70,3 +70,28 @@ def test_generate_with_lr_guidance(model, tmp_path, capsys):
     assert main(["generate", "--model", str(model), "--prompt", "x", "--lr-guidance", "1.5",
                  "--out", str(tmp_path / "bad.mp4")]) == 2
     assert "(0, 1]" in capsys.readouterr().err
+
+
+def test_generate_never_destroys_what_it_did_not_write(model, tmp_path, capsys):
+    mine = tmp_path / "mydir"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("chapter 1")
+    (mine / "sub" / "data.csv").write_text("1,2")
+    for extra in ([], ["--overwrite"]):
+        code = main(["generate", "--model", str(model), "--prompt", "a cat", "--out", str(mine), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error:") and err.count("\n") == 1
+    assert (mine / "thesis.tex").read_text() == "chapter 1" and (mine / "sub" / "data.csv").read_text() == "1,2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mydir"]
+
+
+def test_generate_refuses_existing_output_then_overwrites_its_own(model, tmp_path, capsys):
+    out = tmp_path / "v.gif"
+    args = ["generate", "--model", str(model), "--prompt", "a cat", "--frames", "2", "--out", str(out)]
+    assert main(args) == 0
+    before = out.read_bytes()
+    assert main(args + ["--seed", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(args + ["--seed", "1", "--overwrite"]) == 0
+    assert out.read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif", "v.gif.json"]

@@ -1,12 +1,14 @@
 """Frame export: formats round-trip, odd sizes, atomic writes, side-by-side grids."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from scalecrafter_video import ScaleCrafterError
 from scalecrafter_video import export as export_mod
-from scalecrafter_video.export import side_by_side, write_video
+from scalecrafter_video.export import check_output_path, is_own_output, side_by_side, write_video
 from scalecrafter_video.video_io import read_video
 
 
@@ -56,7 +58,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(export_mod, "_write_mp4", boom)
     with pytest.raises(RuntimeError):
-        write_video(_frames(seed=1), tmp_path / "keep.mp4")
+        write_video(_frames(seed=1), tmp_path / "keep.mp4", overwrite=True)
     with pytest.raises(RuntimeError):
         write_video(_frames(seed=1), tmp_path / "new.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.mp4"]
@@ -65,7 +67,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_frame_folder_is_replaced_atomically(tmp_path):
     write_video(_frames(f=4), tmp_path / "out")
-    write_video(_frames(f=2), tmp_path / "out")
+    write_video(_frames(f=2), tmp_path / "out", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["frame_00000.png", "frame_00001.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -95,3 +97,84 @@ def test_side_by_side_labels_and_layout():
     assert grid[:, :strip, :32].std() > 0  # text was drawn
     with pytest.raises(ScaleCrafterError, match="same number of frames"):
         side_by_side([a, _frames(f=2)])
+
+
+# ------------------------------------------------------------------ nothing the tool did not write is lost
+def _tree(root):
+    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else None) for p in root.rglob("*"))
+
+
+def test_existing_target_is_refused_without_overwrite(tmp_path):
+    write_video(_frames(), tmp_path / "v.mp4")
+    before = _tree(tmp_path)
+    with pytest.raises(ScaleCrafterError, match="--overwrite"):
+        write_video(_frames(seed=1), tmp_path / "v.mp4")
+    assert _tree(tmp_path) == before
+
+
+def test_foreign_folder_is_never_replaced(tmp_path):
+    mine = tmp_path / "mydir"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("chapter 1")
+    (mine / "sub" / "data.csv").write_text("1,2")
+    before = _tree(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(ScaleCrafterError):
+            write_video(_frames(), mine, overwrite=overwrite)
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("make", ["file", "symlink", "fifo", "mp4-named-text"])
+def test_foreign_targets_are_refused_even_with_overwrite(tmp_path, make):
+    target = tmp_path / ("notes.mp4" if make == "mp4-named-text" else "out")
+    if make == "file":
+        target.write_text("keep me")
+    elif make == "mp4-named-text":
+        target.write_text("not a video")
+    elif make == "symlink":
+        (tmp_path / "real.txt").write_text("keep me")
+        target.symlink_to(tmp_path / "real.txt")
+    else:
+        os.mkfifo(target)
+    before = _tree(tmp_path) if make != "fifo" else None
+    with pytest.raises(ScaleCrafterError, match="refusing"):
+        write_video(_frames(), target, overwrite=True)
+    if before is not None:
+        assert _tree(tmp_path) == before
+    else:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_device_node_is_refused(tmp_path):
+    with pytest.raises(ScaleCrafterError, match="device"):
+        write_video(_frames(), "/dev/null", overwrite=True)
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_own_outputs_are_replaced_with_overwrite(tmp_path):
+    write_video(_frames(f=3), tmp_path / "a.gif")
+    write_video(_frames(f=2), tmp_path / "a.gif", overwrite=True)
+    assert _read(tmp_path / "a.gif").shape[0] == 2
+    write_video(_frames(f=1), tmp_path / "img.png")
+    write_video(_frames(f=1, seed=3), tmp_path / "img.png", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "img.png"]
+
+
+@pytest.mark.parametrize("bad", ["", ".", "x" * 300 + ".mp4"])
+def test_bad_output_names(tmp_path, bad):
+    with pytest.raises(ScaleCrafterError):
+        check_output_path(bad if bad in ("", ".") else tmp_path / bad)
+
+
+def test_parent_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ScaleCrafterError, match="is a file"):
+        check_output_path(tmp_path / "f" / "v.mp4")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_is_own_output(tmp_path):
+    write_video(_frames(f=2), tmp_path / "frames")
+    assert is_own_output(tmp_path / "frames")
+    (tmp_path / "frames" / "notes.txt").write_text("x")
+    assert not is_own_output(tmp_path / "frames")
