@@ -83,7 +83,7 @@ def explicit_config(args) -> ScaleCrafterConfig | None:
 
 def build_config(args, pipe, height: int, width: int, config: ScaleCrafterConfig | None = None) -> ScaleCrafterConfig:
     """``config`` completed from the model, or the automatic schedule for this model and size."""
-    from .patching import unet_levels
+    from .engine import unet_levels
 
     if config is None:
         overrides = {"method": args.method} if args.method else {}
@@ -105,7 +105,7 @@ def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, lr_guidance
     """
     import torch
 
-    from .patching import apply_scalecrafter, remove_scalecrafter
+    from .engine import apply_scalecrafter, remove_scalecrafter
 
     if lr_guidance is not None:
         from .pipelines.lr_guidance import generate_with_lr_guidance

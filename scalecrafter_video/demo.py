@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from .data.scenes import canonical_prompt
     from .export import check_output_path, side_by_side, write_json, write_video
     from .metrics.ground_truth import evaluate_video
-    from .patching import unet_levels
+    from .engine import unet_levels
 
     started = time.perf_counter()
     prompt = canonical_prompt(args.prompt)  # unknown words -> PromptError with the grammar

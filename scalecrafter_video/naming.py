@@ -1,4 +1,4 @@
-"""Module names: which convs are spatial, and the diffusers <-> LDM-style name mapping.
+"""Module names: the diffusers <-> LDM-style name mapping (which layers are spatial: engine/layers.py).
 
 Schedules name layers in diffusers' scheme (``down_blocks.l.resnets.j.conv1``). LDM-style UNets
 (Stable Diffusion originals, LVDM, VideoCrafter) use ``input_blocks`` / ``middle_block`` /
@@ -9,30 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["TEMPORAL_PARTS", "diffusers_name", "is_temporal_path", "ldm_layout"]
-
-# Path components of temporal layers in the supported families: never re-dilated or rescaled.
-TEMPORAL_PARTS = frozenset(
-    {
-        "temp_convs",  # diffusers UNet3D TemporalConvLayer
-        "temp_attentions",  # diffusers UNet3D TransformerTemporalModel
-        "transformer_in",  # diffusers UNet3D frame attention after conv_in
-        "motion_modules",  # AnimateDiff
-        "temopral_conv",  # VideoCrafter TemporalConvBlock (sic, as in the checkpoints)
-        "temporal_conv",
-        "attn1_tmp",  # LVDM temporal self-attention
-        "attn2_tmp",
-        "init_attn",  # VideoCrafter frame attention after conv_in
-    }
-)
-
-
-def is_temporal_path(name: str, class_names: list[str] | tuple[str, ...] = ()) -> bool:
-    """True when a module lives inside a temporal layer (by path component or ancestor class)."""
-    if TEMPORAL_PARTS.intersection(name.split(".")):
-        return True
-    return any(c.startswith("Temporal") or c == "TransformerTemporalModel" for c in class_names)
-
+__all__ = ["diffusers_name", "ldm_layout"]
 
 def ldm_layout(names) -> tuple[int, int] | None:
     """``(num_res_blocks, mid_last_index)`` of an LDM-style UNet from its module names, else None."""

@@ -55,7 +55,7 @@ from scalecrafter_video.data.scenes import (  # noqa: E402
 from scalecrafter_video.demo import load_demo_pipeline  # noqa: E402
 from scalecrafter_video.demo_model import DEMO_MODEL_DIR  # noqa: E402
 from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize  # noqa: E402
-from scalecrafter_video.patching import unet_levels  # noqa: E402
+from scalecrafter_video.engine import unet_levels  # noqa: E402
 from scalecrafter_video.pipelines.lr_guidance import (  # noqa: E402
     generate_native_upscaled,
     generate_with_lr_guidance,

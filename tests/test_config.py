@@ -6,14 +6,14 @@ import pytest
 from tiny import tiny_unet2d, tiny_unet3d
 
 from scalecrafter_video import ConfigError, ScaleCrafterConfig, list_presets
-from scalecrafter_video.patching import _resolve_table, spatial_convs
+from scalecrafter_video.engine import resolve_table, spatial_convs
 
 SD_UNET = tiny_unet2d()  # SD 1.5/2.1 block layout: 4 levels, the same 50 conv names
 SITES = spatial_convs(SD_UNET)
 
 
 def resolved(table):
-    return _resolve_table(table, SITES, "dilation")
+    return resolve_table(table, SITES, "dilation")
 
 
 def official(levels: dict) -> dict:
@@ -83,14 +83,14 @@ def test_every_preset_resolves_on_its_model_family():
         cfg = ScaleCrafterConfig.preset(name)
         sites = sdxl_sites if name.startswith("sdxl") else video_sites if name.startswith(("modelscope", "zeroscope")) else SITES
         for table in (cfg.dilation, cfg.ndcfg_dilation):
-            _resolve_table(table, sites, name)
+            resolve_table(table, sites, name)
         assert all(any(fnmatchcase(s.key, g) for s in sites) for g in cfg.disperse)
 
 
 def test_sdxl_tables_naming_missing_layers_are_refused():
     sdxl_sites = spatial_convs(tiny_unet2d(channels=(16, 32, 32)))
     with pytest.raises(ConfigError, match="down_blocks.3"):
-        _resolve_table({"down_blocks.3.*": 4}, sdxl_sites, "dilation")
+        resolve_table({"down_blocks.3.*": 4}, sdxl_sites, "dilation")
 
 
 def test_video_presets_share_the_image_tables():

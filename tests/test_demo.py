@@ -69,7 +69,7 @@ def test_lr_guidance_and_bicubic_baseline(pipe):
         generate_with_lr_guidance,
         native_size,
     )
-    from scalecrafter_video.patching import scalecrafter_state
+    from scalecrafter_video.engine import scalecrafter_state
 
     cfg = ScaleCrafterConfig.auto((32, 32), (64, 64), num_levels=3, vae_scale_factor=1)
     out = generate_with_lr_guidance(pipe, "a red circle moving left", 64, 64, cfg, 0.5, num_inference_steps=2,
@@ -138,7 +138,7 @@ def test_scalecrafter_removes_repetition_at_4x(pipe):
     from scalecrafter_video import apply_scalecrafter, remove_scalecrafter
     from scalecrafter_video.data.scenes import COLOURS, SHAPES
     from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize
-    from scalecrafter_video.patching import unet_levels
+    from scalecrafter_video.engine import unet_levels
 
     prompts = [f"a {c} {s} moving right" for c in COLOURS for s in SHAPES][::2]
     config = ScaleCrafterConfig.auto(pipe.train_size, (64, 64), num_levels=unet_levels(pipe.unet), vae_scale_factor=1)

@@ -247,10 +247,11 @@ def test_ddim_step_algebra():
     i = 10
     t, t_prev = plain.timesteps[i].item(), plain.timesteps[i + 1].item()
     a_t, a_prev = ac[t].float(), ac[t_prev].float()
-    x_prev, _ = plain.step(eps, i, x)
+    x_prev = plain.step(eps, t, x).prev_sample  # the diffusers scheduler protocol: step(eps, t, x)
     assert torch.allclose(x_prev, x * (a_prev / a_t).sqrt(), atol=1e-6)
     s = make_scale_arr(spec)
-    x_prev, x0 = scaled.step(eps, i, x)
+    out = scaled.step(eps, t, x)
+    x_prev, x0 = out.prev_sample, out.pred_original_sample
     assert torch.allclose(x0, x / a_t.sqrt() / s[t], atol=1e-6)
     assert torch.allclose(x_prev, a_prev.sqrt() * s[t_prev] * x0, atol=1e-6)
     assert s[0] == 1.0 and abs(s[399].item() - 0.7) < 1e-6 and abs(s[999].item() - 0.7) < 1e-6

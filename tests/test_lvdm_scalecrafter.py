@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, remove_scalecrafter
+from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, denoising_step, remove_scalecrafter
 from scalecrafter_video.models import lvdm as lvdm_module
 from scalecrafter_video.models import videocrafter as vc_module
 from scalecrafter_video.models.ldm_pipeline import LDMVideoPipeline
-from scalecrafter_video.patching import _resolve_table, spatial_convs
+from scalecrafter_video.engine import resolve_table, spatial_convs
 
 from ldm_fixtures import lvdm_config, lvdm_folder, randomize_, videocrafter_config
 from test_lvdm_models import real_params
@@ -74,7 +74,7 @@ def test_presets_resolve_on_the_real_unets(family, preset):
     cfg = ScaleCrafterConfig.preset(preset)
     sites = spatial_convs(real_unet(family))
     for table in (cfg.dilation, cfg.ndcfg_dilation):
-        resolved = _resolve_table(table, sites, preset)
+        resolved = resolve_table(table, sites, preset)
         assert set(resolved) <= {s.key for s in sites}
     native = (256, 256) if family == "lvdm" else (320, 512)
     assert tuple(cfg.train_size) == native
@@ -129,7 +129,7 @@ def test_spatial_only_property(family):
     x = torch.randn(1, 4, 4, h, w, generator=g)
     ctx = torch.randn(1, 5, 32 if family == "lvdm" else 64, generator=g)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), denoising_step(0, 50, cfg=False):  # a bare UNet: the caller says the step
             out = unet(x, torch.tensor([990]), context=ctx)
     finally:
         for handle in handles:
@@ -152,7 +152,7 @@ def test_remove_restores_outputs_bitwise(family):
     x = torch.randn(2, 4, 2, 16, 16)
     ctx = torch.randn(2, 5, 32 if family == "lvdm" else 64)
     t = torch.tensor([900, 900])
-    with torch.no_grad():
+    with torch.no_grad(), denoising_step(5, 50, cfg=False):
         ref = unet(x, t, context=ctx)
         apply_scalecrafter(unet, _cfg((64, 64), (128, 128)).replace(dilate_tau=1.0))
         changed = unet(x, t, context=ctx)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalecrafter_video.ops.attention import entropy_scale
+from scalecrafter_video.ops.entropy_scale import entropy_scale
 from scalecrafter_video.ops.disperse import (
     bilinear_upsample_matrix,
     calibration_systems,

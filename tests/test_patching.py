@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from tiny import tiny_scheduler, tiny_unet2d, tiny_unet3d
 
-from scalecrafter_video import ConfigError, ScaleCrafterConfig, apply_scalecrafter, remove_scalecrafter
-from scalecrafter_video.patching import scalecrafter_state, spatial_convs
+from scalecrafter_video import ConfigError, ScaleCrafterConfig, apply_scalecrafter, denoising_step, remove_scalecrafter
+from scalecrafter_video.trajectory import StepInfo
+from scalecrafter_video.engine import scalecrafter_state, spatial_convs
 
 EMB = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(7))
 
@@ -18,8 +19,15 @@ def _video(h=16, w=16, frames=3, cfg_batch=True, seed=0):
     return torch.cat([x, x]) if cfg_batch else x
 
 
-def _run(unet, x, t=981, emb=EMB):
-    with torch.no_grad():
+def _step(t=981, steps=50):
+    """The step of timestep ``t`` on a 50-step DDIM trajectory 981, 961, ..., 1 (declared, as own loops do)."""
+    return denoising_step(min(max(round((981 - t) / 20), 0), steps - 1), steps, cfg=False)
+
+
+def _run(unet, x, t=981, emb=EMB, cfg=None):
+    """A bare-UNet call at the step of ``t``; a batch of 2 is a ``[uncond, cond]`` CFG batch unless ``cfg=False``."""
+    index = min(max(round((981 - t) / 20), 0), 49)
+    with torch.no_grad(), denoising_step(index, 50, cfg=(x.shape[0] == 2) if cfg is None else cfg):
         return unet(x, t, encoder_hidden_states=emb[: x.shape[0]]).sample
 
 
@@ -130,7 +138,7 @@ def test_odd_latent_sizes_through_whole_unets(unet3d, size):
     remove_scalecrafter(unet3d)
     unet2d = tiny_unet2d()
     apply_scalecrafter(unet2d, cfg.replace(dilation={"down_blocks.1.*": 2.5, "mid_block.*": 3}))
-    with torch.no_grad():
+    with torch.no_grad(), _step():
         y = unet2d(torch.randn(1, 4, *size), 981, encoder_hidden_states=EMB[:1]).sample
     assert y.shape == (1, 4, *size)
 
@@ -165,8 +173,8 @@ def test_progressive_schedule_reproduces_the_paper(unet3d, d, tau, expected):
     apply_scalecrafter(owner, _config(dilation={"mid_block.*": d}, dilate_tau=tau, progressive=True))
     state = scalecrafter_state(owner)
     got = []
-    for t in owner.scheduler.timesteps:
-        state.begin_call(float(t), (16, 16))
+    for i, _ in enumerate(owner.scheduler.timesteps):
+        state.begin_call(StepInfo(i, 50), (16, 16))
         got.append(state.actions.get("mid_block.resnets.0.conv1", (1.0, False))[0])
     assert got == expected
     remove_scalecrafter(owner)
@@ -211,12 +219,12 @@ def test_noise_damped_cfg_formula_and_half_batch(unet3d):
     w = 7.5
     torch.testing.assert_close(out[:1] + w * (out[1:] - out[:1]), eps_damped + w * (eps_c - eps_u),
                                rtol=1e-5, atol=1e-5)
-    # Not a CFG batch (different latents): no damped pass.
+    # Declared not a CFG batch: no damped pass.
     apply_scalecrafter(unet3d, _config(dilation=main, ndcfg_dilation=damped, ndcfg_tau=0.7))
     y = torch.randn_like(x)
-    single = _run(unet3d, y)
+    single = _run(unet3d, y, cfg=False)
     apply_scalecrafter(unet3d, _config(dilation=main))
-    assert torch.equal(_run(unet3d, y), single)
+    assert torch.equal(_run(unet3d, y, cfg=False), single)
     remove_scalecrafter(unet3d)
 
 
@@ -309,7 +317,7 @@ def test_peft_lora_convs_are_dilated_with_their_base_layer():
     outs = []
     for unet in (adapted, merged):
         apply_scalecrafter(unet, cfg)
-        with torch.no_grad():
+        with torch.no_grad(), _step():
             outs.append(unet(x, 981, encoder_hidden_states=EMB[:1]).sample)
         remove_scalecrafter(unet)
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)

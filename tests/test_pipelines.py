@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny import tiny_sd_pipeline, tiny_t2v_components
 
-from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, remove_scalecrafter
+from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, denoising_step, remove_scalecrafter
 from scalecrafter_video.pipelines import TextToVideoPipeline
 
 
@@ -35,10 +35,12 @@ def test_ndcfg_end_to_end_through_stable_diffusion_pipeline(tmp_path):
     with torch.no_grad():
         for i, t in enumerate(sched.timesteps):
             apply_scalecrafter(pipe.unet, main)
-            eps_u, eps_c = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample.chunk(2)
+            with denoising_step(i, steps, cfg=False):  # a bare UNet in our own loop: we say the step
+                eps_u, eps_c = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample.chunk(2)
             if i == 0:
                 apply_scalecrafter(pipe.unet, damped)
-                base = pipe.unet(x, t, encoder_hidden_states=uncond).sample
+                with denoising_step(i, steps, cfg=False):
+                    base = pipe.unet(x, t, encoder_hidden_states=uncond).sample
             else:
                 base = eps_u
             remove_scalecrafter(pipe.unet)

@@ -20,6 +20,7 @@ import torch
 from einops import rearrange
 
 from ..errors import ConfigError, ModelLoadError
+from ..pipelines.sampling import sample_loop, uses_cfg
 from .ldm_autoencoder import AutoencoderKL
 from .ldm_blocks import load_state_dict_strict
 
@@ -236,8 +237,20 @@ class DDIMSampler:
         self.eta = eta
         self.timesteps = torch.from_numpy(ascending[::-1].copy()).long()
 
-    def step(self, eps: torch.Tensor, i: int, x: torch.Tensor, generator: torch.Generator | None = None):
-        """One update from ``x`` at ``timesteps[i]``; returns ``(x_prev, pred_x0)``."""
+    init_noise_sigma = 1.0
+
+    def scale_model_input(self, x: torch.Tensor, t) -> torch.Tensor:
+        """DDIM feeds the latents as they are (the diffusers scheduler protocol)."""
+        return x
+
+    def step(self, eps: torch.Tensor, t, x: torch.Tensor, generator: torch.Generator | None = None):
+        """One update from ``x`` at timestep ``t`` (one of :attr:`timesteps`); returns an object with
+        ``prev_sample`` and ``pred_original_sample`` (the diffusers scheduler protocol)."""
+        t = int(t)
+        hits = (self.timesteps == t).nonzero()
+        if len(hits) != 1:
+            raise ValueError(f"timestep {t} is not one of this sampler's timesteps")
+        i = int(hits[0])
         index = len(self.timesteps) - 1 - i
         a_t, a_prev, sigma = self._a[index], self._a_prev[index], self._sigma[index]
         pred_x0 = (x - self._sqrt_1m_a[index] * eps) / a_t.sqrt()
@@ -247,8 +260,10 @@ class DDIMSampler:
             noise = sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if self.scale_arr is not None:
             pred_x0 = pred_x0 / self._s[index]
-            return a_prev.sqrt() * self._s_prev[index] * pred_x0 + direction + noise, pred_x0
-        return a_prev.sqrt() * pred_x0 + direction + noise, pred_x0
+            prev = a_prev.sqrt() * self._s_prev[index] * pred_x0 + direction + noise
+        else:
+            prev = a_prev.sqrt() * pred_x0 + direction + noise
+        return SimpleNamespace(prev_sample=prev, pred_original_sample=pred_x0)
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -454,13 +469,15 @@ class LDMVideoPipeline:
         progress: bool = True,
         fps: int | None = None,
         output_type: str = "np",
+        latents: torch.Tensor | None = None,
+        start_step: int = 0,
+        callback=None,
     ) -> np.ndarray:
         """Sample videos: ``uint8`` array ``(B, F, H, W, 3)`` (``output_type="latent"``: the final
         ``(B, 4, F, h, w)`` latents as a tensor). ``fps`` is VideoCrafter's fps conditioning value.
         ``None`` for ``num_frames`` / ``num_inference_steps`` / ``guidance_scale`` / ``eta`` means
-        the family default (:attr:`defaults`)."""
-        from tqdm.auto import tqdm
-
+        the family default (:attr:`defaults`). ``latents`` + ``start_step`` resume sampling from
+        given latents at that step (LR guidance)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ConfigError("prompt must be a string or a non-empty list of strings")
@@ -481,35 +498,37 @@ class LDMVideoPipeline:
         b = len(prompts)
 
         cond = self.encode_prompt(prompts)
-        use_cfg = scale != 1.0
-        if use_cfg:
+        uncond = None
+        if uses_cfg(cond, scale):
             if negative_prompt is None and self.spec.uncond_type == "zero_embed":
                 uncond = torch.zeros_like(cond)
             else:
                 uncond = self.encode_prompt([negative_prompt or ""] * b)
-            context = torch.cat([uncond, cond])
-        else:
-            context = cond
-        extra = {}
-        if self.fps_condition is not None:
-            value = self.fps_condition if fps is None else int(fps)
-            extra["fps"] = torch.full((context.shape[0],), value, dtype=torch.long, device=self.device)
-
         sched = self.scheduler
         try:
             sched.set_timesteps(num_inference_steps, eta)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if not 0 <= start_step < len(sched.timesteps):
+            raise ConfigError(f"start_step must be in [0, {len(sched.timesteps)}), got {start_step}")
         shape = (b, self.spec.channels, num_frames, h, w)
-        x = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
-        for i, t in enumerate(tqdm(sched.timesteps.tolist(), desc="DDIM", disable=not progress)):
-            model_in = torch.cat([x, x]) if use_cfg else x
-            ts = torch.full((model_in.shape[0],), t, dtype=torch.long, device=self.device)
-            eps = self.unet(model_in, ts, context=context, **extra)
-            if use_cfg:
-                eps_uncond, eps_cond = eps.chunk(2)
-                eps = eps_uncond + scale * (eps_cond - eps_uncond)
-            x, _ = sched.step(eps, i, x, generator=generator)
+        if latents is None:
+            x = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+        elif tuple(latents.shape) != shape:
+            raise ConfigError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        else:
+            x = latents.to(self.device, self.dtype)
+
+        def model(x_in, t, ctx):
+            ts = torch.full((x_in.shape[0],), int(t), dtype=torch.long, device=self.device)
+            extra = {}
+            if self.fps_condition is not None:
+                value = self.fps_condition if fps is None else int(fps)
+                extra["fps"] = torch.full((x_in.shape[0],), value, dtype=torch.long, device=self.device)
+            return self.unet(x_in, ts, context=ctx, **extra)
+
+        x = sample_loop(model, sched, x, cond, uncond, guidance_scale=scale, start_step=start_step,
+                        generator=generator, progress=progress, callback=callback)
         if output_type == "latent":
             return x
         return self.decode_latents(x, progress=progress)

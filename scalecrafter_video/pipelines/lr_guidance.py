@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ..errors import ScaleCrafterError
-from ..patching import apply_scalecrafter, remove_scalecrafter, unet_levels
+from ..engine import apply_scalecrafter, remove_scalecrafter, unet_levels
 
 __all__ = ["generate_native_upscaled", "generate_with_lr_guidance", "native_size", "upsample_video"]
 

@@ -1,7 +1,9 @@
 """The denoising loop, as a small plain function (k-diffusion style).
 
 Classifier-free guidance runs as ONE batched model call on ``[uncond, cond]`` over duplicated
-latents, the layout ScaleCrafter's noise-damped CFG recognises.
+latents. Every model call is announced with :func:`~scalecrafter_video.trajectory.denoising_step`
+(its step index in the full trajectory, and whether it is a CFG batch), so the engine never has
+to infer either.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["cfg_denoise", "sample_loop"]
+from ..trajectory import denoising_step
+
+__all__ = ["cfg_denoise", "sample_loop", "uses_cfg"]
+
+
+def uses_cfg(uncond: torch.Tensor | None, guidance_scale: float) -> bool:
+    """CFG runs when there is an unconditional input and the scale is above 1."""
+    return uncond is not None and guidance_scale > 1.0
 
 
 def cfg_denoise(
@@ -22,8 +31,8 @@ def cfg_denoise(
     uncond: torch.Tensor | None,
     guidance_scale: float,
 ) -> torch.Tensor:
-    """``eps_u + w (eps_c - eps_u)`` from one call on ``cat([uncond, cond])``; plain eps when w <= 1."""
-    if uncond is None or guidance_scale <= 1.0:
+    """``eps_u + w (eps_c - eps_u)`` from one call on ``cat([uncond, cond])``; plain eps without CFG."""
+    if not uses_cfg(uncond, guidance_scale):
         return model(x, t, cond)
     eps = model(torch.cat([x, x]), t, torch.cat([uncond, cond]))
     eps_uncond, eps_cond = eps.chunk(2)
@@ -55,10 +64,13 @@ def sample_loop(
         step_kwargs["eta"] = eta
     if "generator" in scheduler.step.__code__.co_varnames:
         step_kwargs["generator"] = generator
+    num_steps = len(scheduler.timesteps)
     for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
         x_in = scheduler.scale_model_input(x, t)
-        eps = cfg_denoise(model, x_in, t, cond, uncond, guidance_scale)
+        with denoising_step(start_step + i, num_steps, cfg=uses_cfg(uncond, guidance_scale)):
+            eps = cfg_denoise(model, x_in, t, cond, uncond, guidance_scale)
         x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
         if callback is not None:
             callback(start_step + i, t, x)
     return x
+

@@ -1,0 +1,126 @@
+"""The per-step schedule: which layers run at which dilation (and dispersed) in this UNet call."""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ..config import ScaleCrafterConfig, progressive_factor
+from ..ops.disperse import dispersion_transform
+from ..trajectory import StepInfo
+from .position import active_steps, window_remaining
+
+__all__ = ["CallStats", "LayerPlan", "ScaleCrafterState"]
+
+
+@dataclass
+class LayerPlan:
+    main: float = 1.0
+    damped: float = 1.0
+    disperse: bool = False
+
+
+@dataclass
+class CallStats:
+    """What the method did since it was applied (tests and the no-op warning read these)."""
+
+    calls: int = 0
+    dilated_calls: int = 0
+    damped_calls: int = 0
+    dispersed_calls: int = 0
+    steps_seen: list[int] = field(default_factory=list)
+
+
+class ScaleCrafterState:
+    """What ScaleCrafter does in the current UNet call; decided once per call from its step."""
+
+    def __init__(self, config: ScaleCrafterConfig, plans: dict[str, LayerPlan], train_latent_area: int, tracker=None):
+        self.config = config
+        self.plans = plans
+        self.train_latent_area = train_latent_area
+        self.tracker = tracker
+        self.transform = None
+        if any(p.disperse for p in plans.values()):
+            self.transform = dispersion_transform(
+                3, config.disperse_kernel, config.disperse_input_size, config.disperse_scale, config.disperse_eta
+            )
+        self.actions: dict[str, tuple[float, bool]] = {}
+        self.pixel_ratio = 1.0
+        self.ndcfg_on = False
+        self.in_damped_pass = False
+        self.acted = False  # anything done in the current trajectory (Attn-SF hooks set it too)
+        self.stats = CallStats()
+        self.step: StepInfo | None = None
+        self._warned = False
+        self._last_index = None
+        self._first_index = 0
+
+    # -- per call ---------------------------------------------------------------------------
+    def _factor(self, base: float, remaining: float | None) -> float:
+        if remaining is None or base <= 1.0:
+            return 1.0
+        return progressive_factor(base, remaining) if self.config.progressive else base
+
+    def _actions(self, damped: bool) -> dict[str, tuple[float, bool]]:
+        cfg, step = self.config, self.step
+        rem = window_remaining(step, cfg.ndcfg_tau if damped else cfg.dilate_tau)
+        disperse_on = window_remaining(step, cfg.disperse_tau) is not None
+        actions = {}
+        for key, plan in self.plans.items():
+            d = self._factor(plan.damped if damped else plan.main, rem)
+            if d > 1.0:
+                actions[key] = (d, plan.disperse and disperse_on and d >= 2.0)
+        return actions
+
+    def begin_call(self, step: StepInfo, latent_hw: tuple[int, int]) -> None:
+        if self._last_index is None or step.index <= self._last_index:
+            self.acted = False  # a new trajectory
+            self._first_index = step.index
+        self._last_index = step.index
+        self.step = step
+        self.pixel_ratio = latent_hw[0] * latent_hw[1] / self.train_latent_area
+        self.stats.calls += 1
+        self.stats.steps_seen.append(step.index)
+        if self.config.method == "scalecrafter":
+            self.actions = self._actions(False)
+            # An empty ndcfg table is meaningful: the damped pass is then the undilated UNet.
+            self.ndcfg_on = window_remaining(step, self.config.ndcfg_tau) is not None
+        else:
+            self.actions, self.ndcfg_on = {}, False
+        if self.actions:
+            self.acted = True
+            self.stats.dilated_calls += 1
+            self.stats.dispersed_calls += any(d for _, d in self.actions.values())
+
+    def end_call(self) -> None:
+        self.actions = {}
+        step = self.step
+        if step is not None and step.index == step.num_steps - 1 and not self.acted:
+            self._warn_noop(step)
+
+    def _warn_noop(self, step: StepInfo) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        cfg = self.config
+        if cfg.method == "attn-sf" or (cfg.method == "scalecrafter" and not self.plans):
+            why = ("the attention scale is 1 at this size (no larger than the training size)"
+                   if cfg.uses_attn_scale else "the schedule dilates no layer (empty dilation table)")
+        else:
+            n = active_steps(cfg.dilate_tau, step.num_steps)
+            first = self._first_index
+            why = (f"dilate_tau={cfg.dilate_tau} covers steps 0..{n - 1} of {step.num_steps}"
+                   + (f" but sampling ran steps {first}..{step.num_steps - 1}" if first >= n else ""))
+        warnings.warn(f"ScaleCrafter did not act during this sampling run: {why}", RuntimeWarning, stacklevel=3)
+
+    @contextmanager
+    def damped_pass(self):
+        saved = self.actions
+        self.actions, self.in_damped_pass = self._actions(True), True
+        self.stats.damped_calls += 1
+        self.acted = True
+        try:
+            yield
+        finally:
+            self.actions, self.in_damped_pass = saved, False
