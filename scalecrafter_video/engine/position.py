@@ -10,7 +10,8 @@ The documented rule, in order:
    received;
 3. otherwise (DDIM, DDPM, PNDM, ...) the timestep the UNet received is looked up in
    ``scheduler.timesteps``; a repeated value (PNDM's PLMS warm-up, second-order schedulers)
-   resolves to the first occurrence at or after the previously matched step.
+   resolves to its first occurrence after the previously matched step (or to that step itself
+   when the value does not occur later: a second UNet call within one step).
 
 The trajectory has ``len(scheduler.timesteps)`` steps. When none of these applies the engine
 raises :class:`~scalecrafter_video.errors.ConfigError`: it never guesses, and never does nothing.
@@ -121,7 +122,9 @@ class SchedulerTracker:
         hits = [k for k, v in enumerate(values) if abs(v - t_value) <= tol]
         if not hits:
             return None
-        later = [k for k in hits if k >= self._last]
+        # A repeated value (PNDM's warm-up, second-order solvers) is the next occurrence; a second call
+        # within the same step (no repeated value after it) stays on the step.
+        later = [k for k in hits if k > self._last] or [k for k in hits if k == self._last]
         index = later[0] if later else hits[0]
         self._last = index
         return StepInfo(index, n, self.cfg_flag())

@@ -30,6 +30,8 @@ class CallStats:
     damped_calls: int = 0
     dispersed_calls: int = 0
     steps_seen: list[int] = field(default_factory=list)
+    dilated_steps: list[int] = field(default_factory=list)
+    damped_steps: list[int] = field(default_factory=list)
 
 
 class ScaleCrafterState:
@@ -91,6 +93,7 @@ class ScaleCrafterState:
         if self.actions:
             self.acted = True
             self.stats.dilated_calls += 1
+            self.stats.dilated_steps.append(step.index)
             self.stats.dispersed_calls += any(d for _, d in self.actions.values())
 
     def end_call(self) -> None:
@@ -119,6 +122,7 @@ class ScaleCrafterState:
         saved = self.actions
         self.actions, self.in_damped_pass = self._actions(True), True
         self.stats.damped_calls += 1
+        self.stats.damped_steps.append(self.step.index)
         self.acted = True
         try:
             yield

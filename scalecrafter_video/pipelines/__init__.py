@@ -1,7 +1,8 @@
 """Sampling loops and model loading (prompt -> latents -> frames)."""
 
+from .diffusers_video import FAMILIES, DiffusersVideoPipeline
 from .loading import ImagePipeline, load_pipeline
 from .sampling import cfg_denoise, sample_loop
 from .text_to_video import TextToVideoPipeline, to_uint8
 
-__all__ = ["ImagePipeline", "TextToVideoPipeline", "cfg_denoise", "load_pipeline", "sample_loop", "to_uint8"]
+__all__ = ["FAMILIES", "DiffusersVideoPipeline", "ImagePipeline", "TextToVideoPipeline", "cfg_denoise", "load_pipeline", "sample_loop", "to_uint8"]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelLoadError
+from .diffusers_video import FAMILIES
 
 __all__ = ["ImagePipeline", "load_pipeline"]
 
@@ -74,8 +75,10 @@ def _quiet_loading() -> None:
     diffusers.utils.logging.disable_progress_bar()
 
 
-def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None, clip_path=None):
-    """Load a local model: a diffusers folder (text-to-video or Stable Diffusion) or an LDM-style
+def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None, clip_path=None, motion_adapter=None):
+    """Load a local model: a diffusers folder (text-to-video, AnimateDiff, Stable Video Diffusion,
+    I2VGen-XL or Stable Diffusion; the family is read from ``model_index.json``), a Stable
+    Diffusion (XL) folder plus a ``motion_adapter`` folder (AnimateDiff), or an LDM-style
     ``.ckpt`` with its YAML (``model_config``) for LVDM / VideoCrafter.
 
     Raises:
@@ -104,6 +107,16 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None,
         class_name = json.loads(index_file.read_text()).get("_class_name", "")
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{index_file}: invalid JSON ({exc.msg})") from None
+    if motion_adapter is not None:
+        adapter = Path(motion_adapter)
+        if not (adapter / "config.json").is_file():
+            raise ModelLoadError(f"--motion-adapter {adapter}: not a MotionAdapter folder (no config.json)")
+        if class_name not in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):
+            raise ModelLoadError(f"--motion-adapter goes with a Stable Diffusion (XL) folder; {path} is {class_name!r}")
+    if class_name in FAMILIES or motion_adapter is not None:
+        from .diffusers_video import DiffusersVideoPipeline
+
+        return DiffusersVideoPipeline.from_pretrained(path, device=device, dtype=dtype, motion_adapter=motion_adapter)
     if class_name in VIDEO_CLASSES:
         from .text_to_video import TextToVideoPipeline
 
@@ -118,5 +131,6 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None,
         )
         return ImagePipeline(pipe.to(device))
     raise ModelLoadError(
-        f"{path}: unsupported pipeline class {class_name!r} (supported: {', '.join(sorted(VIDEO_CLASSES | IMAGE_CLASSES))})"
+        f"{path}: unsupported pipeline class {class_name!r} "
+        f"(supported: {', '.join(sorted(VIDEO_CLASSES | IMAGE_CLASSES | set(FAMILIES)))})"
     )
