@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     g.add_argument("--out", required=True, help=".mp4/.gif/.webp file, .png for one frame, else a folder of pngs")
+    add_model_arguments(g)
+    g.add_argument("--chunk-size", type=int, default=None,
+                   help="frames per VAE decode call (SVD: decode_chunk_size; default: the model's)")
+    g.add_argument("--tile-size", type=int, default=None,
+                   help="latent tile size for synced-GroupNorm tiled decoding (text-to-video folders, SVD)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace a previous output of this tool at --out (never anything else)")
     g.add_argument("--compare", action="store_true", help="also render Direct-Inf, same seed, side by side")
@@ -47,6 +52,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("env", help="print versions for bug reports")
     e.set_defaults(func=run_env)
+
+
+def add_model_arguments(parser) -> None:
+    """Flags of the model families (shared by generate and render)."""
+    parser.add_argument("--image", help="first frame (png/jpg) for image-to-video models (SVD, I2VGen-XL)")
+    parser.add_argument("--motion-adapter", help="AnimateDiff: a local MotionAdapter folder, with --model a Stable "
+                                                 "Diffusion (XL) folder")
+    parser.add_argument("--motion-bucket-id", type=int, help="SVD: amount of motion (default 127)")
+    parser.add_argument("--cond-fps", type=int, help="SVD / I2VGen-XL: the fps the model is conditioned on")
+    parser.add_argument("--noise-aug-strength", type=float, help="SVD: noise added to the conditioning image (0.02)")
+    parser.add_argument("--min-guidance", type=float, help="SVD: guidance at the first frame (default 1.0); "
+                                                           "--guidance is the last frame's")
+
+
+def model_options(args) -> dict:
+    """The family options given on the command line (only those set)."""
+    pairs = {"motion_bucket_id": args.motion_bucket_id, "fps": args.cond_fps,
+             "noise_aug_strength": args.noise_aug_strength, "min_guidance_scale": args.min_guidance}
+    return {k: v for k, v in pairs.items() if v is not None}
 
 
 def resolve_device(name: str):
@@ -110,10 +134,12 @@ def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, lr_guidance
     if lr_guidance is not None:
         from .pipelines.lr_guidance import generate_with_lr_guidance
 
-        import inspect
-
-        if not hasattr(pipe, "vae") or "start_step" not in inspect.signature(pipe).parameters:
-            raise ScaleCrafterError("--lr-guidance needs a diffusers text-to-video model (it restarts sampling from latents)")
+        if not getattr(pipe, "supports_lr_guidance", False):
+            raise ScaleCrafterError(f"--lr-guidance is supported for diffusers text-to-video folders (it re-noises with "
+                                    f"the pipeline's scheduler), not for {type(pipe).__name__}")
+        for key in ("chunk_size", "tile_size"):
+            if call_kwargs.pop(key, None) is not None:
+                raise ScaleCrafterError(f"--{key.replace('_', '-')} cannot be combined with --lr-guidance yet")
         generator = torch.Generator("cpu").manual_seed(seed)
         height, width = call_kwargs.pop("height"), call_kwargs.pop("width")
         return generate_with_lr_guidance(pipe, prompt, height, width, config, lr_guidance, generator=generator,
@@ -128,6 +154,7 @@ def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, lr_guidance
 
 def run_generate(args: argparse.Namespace) -> int:
     from .export import check_output_path, side_by_side, write_json, write_video
+    from .model_inputs import check_model_inputs, family_name, load_image
     from .pipelines import load_pipeline
 
     # Output locations are checked before anything is loaded or sampled: nothing is lost, no time wasted.
@@ -137,15 +164,27 @@ def run_generate(args: argparse.Namespace) -> int:
     dtype = resolve_dtype(args.dtype, device)
     config = explicit_config(args)
     started = time.perf_counter()
-    pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip)
+    image = load_image(args.image) if args.image is not None else None
+    options = model_options(args)
+    pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip,
+                         motion_adapter=args.motion_adapter)
+    check_model_inputs(pipe, image, options)
     height = args.height or pipe.train_size[0]
     width = args.width or pipe.train_size[1]
     pipe.check_size(height, width)
     config = build_config(args, pipe, height, width, config)
     call = dict(
         negative_prompt=args.negative_prompt, height=height, width=width, num_frames=args.frames,
-        num_inference_steps=args.steps, guidance_scale=args.guidance, eta=args.eta,
+        num_inference_steps=args.steps, guidance_scale=args.guidance, eta=args.eta, **options,
     )
+    if image is not None:
+        call["image"] = image
+    for key in ("chunk_size", "tile_size"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                raise ScaleCrafterError(f"--{key.replace('_', '-')} must be a positive integer, got {value}")
+            call[key] = value
     video = render(pipe, config, args.prompt, args.seed, lr_guidance=args.lr_guidance, **call)
     if args.compare:
         baseline = render(pipe, config.replace(method="direct"), args.prompt, args.seed, **call)
@@ -155,7 +194,11 @@ def run_generate(args: argparse.Namespace) -> int:
     sidecar = {
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed, "model": str(args.model),
         "height": height, "width": width, "frames": int(video.shape[0]), "fps": fps, "compare": args.compare,
-        "lr_guidance": args.lr_guidance,
+        "lr_guidance": args.lr_guidance, "family": family_name(pipe), "image": args.image,
+        "motion_adapter": args.motion_adapter, "options": options,
+        "steps": args.steps or pipe.defaults.get("num_inference_steps"),
+        "guidance": pipe.defaults.get("guidance_scale") if args.guidance is None else args.guidance,
+        "eta": pipe.defaults.get("eta") if args.eta is None else args.eta, "dtype": str(dtype), "device": str(device),
         "config": config.to_dict(), "seconds": round(time.perf_counter() - started, 2), "versions": _versions(),
     }
     write_json(Path(str(out) + ".json"), sidecar, overwrite=args.overwrite)

@@ -5,8 +5,8 @@ A schedule names layers by glob over diffusers-style module names (``down_blocks
 name mapping in :mod:`scalecrafter_video.naming`, so the same file serves both families.
 
 Taus are fractions of the trajectory counted from the noisiest step: a feature with tau is on
-while ``t >= (1 - tau) * num_train_timesteps`` (``tau = 0.7`` with 50 DDIM steps = the paper's
-first 35 steps).
+for the first ``round(tau * N)`` of the ``N`` denoising steps (``tau = 0.7`` with 50 steps = the
+paper's first 35), whatever the scheduler (see :mod:`scalecrafter_video.engine.position`).
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ class ScaleCrafterConfig:
             ``method: attn-sf``.
         vae_scale_factor: pixels per latent (8 for SD-style VAEs, 1 for pixel-space models);
             ``None`` reads it from the pipeline, else 8.
-        num_train_timesteps: ``None`` reads it from the scheduler, else 1000.
+        num_train_timesteps: informational only (older files carry it): the tau windows count
+            denoising steps, not timestep values.
     """
 
     method: str = "scalecrafter"

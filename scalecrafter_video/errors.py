@@ -11,3 +11,7 @@ class ConfigError(ScaleCrafterError, ValueError):
 
 class ModelLoadError(ScaleCrafterError, FileNotFoundError):
     """A model path is missing or not a supported local model."""
+
+
+class NonFiniteError(ScaleCrafterError):
+    """Sampling produced NaN / inf latents: nothing is written."""

@@ -314,24 +314,21 @@ def init_distributed(device_name: str) -> Dist:
 
 
 # --------------------------------------------------------------------------- rendering one item
-class NonFiniteError(RuntimeError):
-    """The sampler produced NaN/inf latents."""
+def _file_sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _render_frames(pipe, config, item: Item, call: dict, chunk_size: int, tile_size: int | None) -> np.ndarray:
-    import torch
-
+    """One item through the pipeline protocol: every pipeline takes ``chunk_size`` / ``tile_size``
+    (or refuses them with a clear error) and stops on non-finite latents."""
     from .commands import render
-    from .pipelines.text_to_video import TextToVideoPipeline
 
     kwargs = dict(call, negative_prompt=item.negative_prompt, height=item.height, width=item.width,
-                  num_frames=item.frames, progress=False)
-    if isinstance(pipe, TextToVideoPipeline):
-        latents = render(pipe, config, item.prompt, item.seed, output_type="latent", **kwargs)
-        if not torch.isfinite(latents).all():
-            bad = int((~torch.isfinite(latents)).sum())
-            raise NonFiniteError(f"non-finite latents ({bad} NaN/inf values)")
-        return pipe.decode(latents[None], chunk_size=chunk_size, tile_size=tile_size)[0]
+                  num_frames=item.frames, progress=False, chunk_size=chunk_size)
+    if tile_size is not None:
+        kwargs["tile_size"] = tile_size
     return render(pipe, config, item.prompt, item.seed, **kwargs)
 
 
@@ -391,6 +388,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda, ...")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--overwrite", action="store_true", help="re-render items finished with a different configuration")
+    from .commands import add_model_arguments
+
+    add_model_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -473,13 +473,18 @@ def _with_method(args, method):
 def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptEntry], out_dir: Path) -> int:
     from tqdm.auto import tqdm
 
-    from .commands import build_config, resolve_dtype
+    from .commands import build_config, model_options, resolve_dtype
+    from .model_inputs import check_model_inputs, family_name, load_image
     from .pipelines import load_pipeline
 
     started = time.perf_counter()
     device = _resolve_device(args.device, dist)
     dtype = resolve_dtype(args.dtype, device)
-    pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip)
+    image = load_image(args.image) if args.image is not None else None
+    options = model_options(args)
+    pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip,
+                         motion_adapter=args.motion_adapter)
+    check_model_inputs(pipe, image, options)
     if args.tile_size is not None and getattr(pipe, "vae", None) is None:
         raise ScaleCrafterError(f"--tile-size: {args.model} has no VAE (pixel-space model or image pipeline); drop the option")
     defaults = {
@@ -490,7 +495,12 @@ def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptE
     guidance = pipe.defaults.get("guidance_scale") if args.guidance is None else args.guidance
     eta = pipe.defaults.get("eta", 0.0) if args.eta is None else args.eta
     fps = args.fps or pipe.defaults.get("fps", 8)
-    call = dict(num_inference_steps=steps, guidance_scale=guidance, eta=eta)
+    call = dict(num_inference_steps=steps, guidance_scale=guidance, eta=eta, **options)
+    if image is not None:
+        call["image"] = image
+    image_hash = _file_sha256(args.image) if args.image is not None else None
+    meta = dict(family=family_name(pipe), image=args.image, image_sha256=image_hash, options=options,
+                motion_adapter=args.motion_adapter, dtype=str(dtype), device=str(device))
 
     # ---- plan: resolved config and hash per (method, size); a size the model refuses fails its items only
     items = plan_items(entries, methods, seeds, defaults)
@@ -515,7 +525,8 @@ def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptE
         it.config_hash = config_hash(
             cfg.to_dict(), method=cfg.method, model=str(Path(args.model).resolve()), height=it.height,
             width=it.width, frames=it.frames, steps=steps, guidance=guidance, eta=eta,
-            negative_prompt=it.negative_prompt, dtype=str(dtype), tile_size=args.tile_size,
+            negative_prompt=it.negative_prompt, dtype=str(dtype), tile_size=args.tile_size, fps=fps,
+            image=image_hash, options=options, motion_adapter=args.motion_adapter, family=family_name(pipe),
         )
     for it in items:
         if it.error is not None and not it.name:
@@ -529,7 +540,7 @@ def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptE
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock(out_dir) if dist.rank == 0 else None  # one job per folder (released by the OS on a kill)
     try:
-        return _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, guidance, eta, started, tqdm)
+        return _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, guidance, eta, started, tqdm, meta)
     finally:
         if lock is not None:
             (out_dir / LOCK).unlink(missing_ok=True)
@@ -548,7 +559,8 @@ def _lock(out_dir: Path) -> int:
     return fd
 
 
-def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, guidance, eta, started, tqdm) -> int:
+def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, guidance, eta, started, tqdm,
+                meta) -> int:
     manifest = read_manifest(out_dir)
     conflicts = [it for it in items if it.error is None and (e := manifest.get(item_path(it, args.format)))
                  and e.get("config_hash") != it.config_hash]
@@ -601,7 +613,7 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
                 "line": it.line, "negative_prompt": it.negative_prompt, "fps": fps, "format": args.format,
             }
             sidecar = dict(entry, config=cfg.to_dict(), steps=steps, guidance=guidance, eta=eta,
-                           tile_size=args.tile_size, rank=dist.rank, versions=versions)
+                           tile_size=args.tile_size, rank=dist.rank, versions=versions, **meta)
             if args.format != "npz":
                 _atomic_write_text(out_dir / f"{rel}.json", json.dumps(sidecar, indent=2, sort_keys=True))
             _write_output(frames, out_dir, rel, args.format, fps, sidecar)

@@ -472,6 +472,8 @@ class LDMVideoPipeline:
         latents: torch.Tensor | None = None,
         start_step: int = 0,
         callback=None,
+        chunk_size: int | None = None,
+        tile_size: int | None = None,
     ) -> np.ndarray:
         """Sample videos: ``uint8`` array ``(B, F, H, W, 3)`` (``output_type="latent"``: the final
         ``(B, 4, F, h, w)`` latents as a tensor). ``fps`` is VideoCrafter's fps conditioning value.
@@ -481,6 +483,9 @@ class LDMVideoPipeline:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ConfigError("prompt must be a string or a non-empty list of strings")
+        if tile_size is not None:
+            raise ConfigError("--tile-size is not supported for LVDM / VideoCrafter checkpoints (their autoencoder "
+                              "decodes one frame at a time; --chunk-size sets frames per call)")
         if negative_prompt is not None and not isinstance(negative_prompt, str):
             raise ConfigError("negative_prompt must be a string")
         height = self.train_size[0] if height is None else height
@@ -531,6 +536,8 @@ class LDMVideoPipeline:
                         generator=generator, progress=progress, callback=callback)
         if output_type == "latent":
             return x
+        if chunk_size is not None:
+            self.decode_chunk_size = int(chunk_size)
         return self.decode_latents(x, progress=progress)
 
     @torch.no_grad()

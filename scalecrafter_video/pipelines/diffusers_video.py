@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ScaleCrafterError
+from ..errors import NonFiniteError, ScaleCrafterError
 
 __all__ = ["FAMILIES", "DiffusersVideoPipeline", "Family"]
 
@@ -58,6 +58,9 @@ DEFAULTS_FILE = "scalecrafter_video.json"  # optional per-model overrides (train
 def _to_uint8(frames) -> np.ndarray:
     """diffusers' ``output_type="np"`` frames, floats in [0, 1] ``(b, f, h, w, 3)`` -> uint8."""
     frames = np.asarray(frames)
+    if not np.isfinite(frames).all():
+        raise NonFiniteError(f"non-finite frames ({int((~np.isfinite(frames)).sum())} NaN/inf values) after sampling: "
+                             "guidance too large, or float16 overflow (try --dtype float32)")
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -178,6 +181,8 @@ class DiffusersVideoPipeline:
         else:
             frames = self.pipe(**call).frames
         if call["output_type"] == "latent":
+            if not torch.isfinite(frames).all():
+                raise NonFiniteError("non-finite latents after sampling: guidance too large, or float16 overflow")
             return self._tiled_decode(frames, tile_size)
         return _to_uint8(frames)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, NonFiniteError
 from .diffusers_video import FAMILIES
 
 __all__ = ["ImagePipeline", "load_pipeline"]
@@ -49,7 +49,15 @@ class ImagePipeline:
 
     @torch.no_grad()
     def __call__(self, prompt, negative_prompt=None, height=None, width=None, num_frames=None,
-                 num_inference_steps=None, guidance_scale=None, eta=None, generator=None, progress=True, **_):
+                 num_inference_steps=None, guidance_scale=None, eta=None, generator=None, progress=True,
+                 chunk_size=None, tile_size=None, image=None):
+        from ..errors import ScaleCrafterError
+
+        if tile_size is not None:
+            raise ScaleCrafterError("--tile-size is not supported for Stable Diffusion image models "
+                                    "(diffusers' own pipe.enable_vae_tiling() is the image path)")
+        if image is not None:
+            raise ScaleCrafterError("Stable Diffusion image models take no input image here")
         height, width = height or self.train_size[0], width or self.train_size[1]
         self.check_size(height, width)
         self.pipe.set_progress_bar_config(disable=not progress)
@@ -59,6 +67,9 @@ class ImagePipeline:
             guidance_scale=self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale,
             eta=self.defaults["eta"] if eta is None else eta, generator=generator, output_type="np",
         ).images
+        if not np.isfinite(images).all():
+            raise NonFiniteError("non-finite image after sampling: guidance too large, or float16 overflow "
+                                 "(try --dtype float32)")
         return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)[:, None]
 
 

@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from tqdm.auto import tqdm
 
-from ..errors import ModelLoadError, ScaleCrafterError
+from ..errors import ModelLoadError, NonFiniteError, ScaleCrafterError
 from .sampling import sample_loop
 
 __all__ = ["TextToVideoPipeline", "to_uint8"]
@@ -35,6 +35,8 @@ class TextToVideoPipeline:
     ``tokenizer``, ``vae`` (or ``None``), ``train_size`` (native ``(H, W)`` pixels),
     ``vae_scale_factor``.
     """
+
+    supports_lr_guidance = True  # restarts from given latents at a step (latents=, start_step=)
 
     def __init__(self, unet, scheduler, text_encoder, tokenizer, vae=None, defaults: dict | None = None):
         self.unet, self.scheduler, self.text_encoder, self.tokenizer, self.vae = (
@@ -150,6 +152,8 @@ class TextToVideoPipeline:
         start_step: int = 0,
         output_type: str = "np",
         callback=None,
+        chunk_size: int = 8,
+        tile_size: int | None = None,
     ):
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         height = height or self.train_size[0]
@@ -179,6 +183,9 @@ class TextToVideoPipeline:
             guidance_scale=guidance, eta=eta, start_step=start_step, generator=generator,
             progress=progress, callback=callback,
         )
+        if not torch.isfinite(latents).all():
+            raise NonFiniteError(f"non-finite latents ({int((~torch.isfinite(latents)).sum())} NaN/inf values) after "
+                                 "sampling: guidance too large, a bad eta, or float16 overflow (try --dtype float32)")
         if output_type == "latent":
             return latents
-        return self.decode(latents)
+        return self.decode(latents, chunk_size=chunk_size, tile_size=tile_size)
