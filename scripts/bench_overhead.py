@@ -66,7 +66,7 @@ class _Owner:
 
 def run_mode(args, name: str, unet=None, sched=None) -> dict:
     """Time one trajectory of ``name``; returns seconds and memory figures."""
-    from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, remove_scalecrafter
+    from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, denoising_step, remove_scalecrafter
 
     if unet is None:
         unet, sched = build(args)
@@ -86,8 +86,10 @@ def run_mode(args, name: str, unet=None, sched=None) -> dict:
     with torch.inference_mode():
         sync()
         start = time.perf_counter()
-        for t in sched.timesteps:
-            unet(x, t, encoder_hidden_states=ctx)
+        n = len(sched.timesteps)
+        for i, t in enumerate(sched.timesteps):
+            with denoising_step(i, n, cfg=True):  # our own loop: a [uncond, cond] batch at step i
+                unet(x, t, encoder_hidden_states=ctx)
         sync()
         seconds = time.perf_counter() - start
     remove_scalecrafter(owner)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from scalecrafter_video import ScaleCrafterConfig
 from scalecrafter_video.errors import ConfigError, ModelLoadError
 from scalecrafter_video.models.ldm_pipeline import (
     DDIMSampler,
@@ -300,3 +301,26 @@ def test_generate_cli_end_to_end(family, lvdm, vc, tmp_path):
     frames = sorted(out.glob("*.png"))
     assert len(frames) == 2
     assert (tmp_path / "frames.json").is_file()  # the sidecar with seed and resolved schedule
+
+
+def test_unsupported_decode_options_are_refused_not_ignored(lvdm_pipe):
+    with pytest.raises(ConfigError, match="--tile-size"):
+        run(lvdm_pipe, tile_size=8)
+    from scalecrafter_video.commands import render
+    from scalecrafter_video.errors import ScaleCrafterError
+
+    cfg = ScaleCrafterConfig.auto(lvdm_pipe.train_size, lvdm_pipe.train_size, num_levels=2)
+    with pytest.raises(ScaleCrafterError, match="--lr-guidance"):
+        render(lvdm_pipe, cfg, "a cat", 0, lr_guidance=0.5, height=64, width=64)
+
+
+def test_latents_and_start_step_resume_the_same_trajectory(lvdm_pipe):
+    """The LDM models run the project's one sampling loop: resuming from step k of a trajectory's own
+    intermediate latents gives that trajectory's result."""
+    import torch
+
+    kept = {}
+    full = run(lvdm_pipe, output_type="latent", eta=0.0,
+               callback=lambda i, t, x: kept.setdefault(i, x.clone()))
+    resumed = run(lvdm_pipe, output_type="latent", eta=0.0, latents=kept[0], start_step=1)
+    torch.testing.assert_close(resumed, full, rtol=1e-5, atol=1e-5)

@@ -260,3 +260,17 @@ def test_failed_apply_keeps_the_previous_installation(tmp_path):
     remove_scalecrafter(sd)
     with pytest.raises(TypeError, match="UNet"):
         apply_scalecrafter(torch.nn.Linear(2, 2), good)
+
+
+def test_every_pipeline_offers_the_one_protocol(tmp_path):
+    from scalecrafter_video.pipelines import ImagePipeline, VideoPipeline
+
+    parts = tiny_t2v_components(tmp_path)
+    ours = TextToVideoPipeline(parts["unet"], parts["scheduler"], parts["text_encoder"], parts["tokenizer"], parts["vae"])
+    wrapped = DiffusersVideoPipeline(tiny_animatediff_pipeline(tmp_path), FAMILIES["AnimateDiffPipeline"])
+    image = ImagePipeline(tiny_sd_pipeline(tmp_path))
+    for pipe in (ours, wrapped, image):
+        assert isinstance(pipe, VideoPipeline)
+    assert ours.supports_lr_guidance and not getattr(wrapped, "supports_lr_guidance", False)
+    with pytest.raises(Exception, match="tile-size"):
+        image("x", height=16, width=16, num_inference_steps=1, tile_size=8, progress=False)
