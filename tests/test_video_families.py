@@ -62,12 +62,15 @@ def test_acts_at_2x_with_tau_steps_and_removal_is_exact(family_pipe):
     assert plain.shape == (1, FRAMES, SIZE, SIZE, 3)
     apply_scalecrafter(pipe, _config(pipe).replace(method="direct"))
     assert np.array_equal(_run(pipe), plain)  # Direct-Inf is the unpatched pipeline, bit for bit
-    for cfg in (_config(pipe), _config(pipe, dilation={k: v + 0.5 for k, v in _config(pipe).dilation.items()},
-                                       progressive=True)):
+    integer = _config(pipe)
+    fractional = _config(pipe, dilation={k: v + 0.5 for k, v in integer.dilation.items()}, progressive=True)
+    dispersed = _config(pipe, disperse=["mid_block.*"], disperse_tau=0.5)
+    for cfg in (integer, fractional, dispersed):
         apply_scalecrafter(pipe, cfg)
         out = _run(pipe)
         stats = scalecrafter_state(pipe).stats
         assert stats.dilated_steps == list(range(active_steps(0.5, STEPS))) == [0, 1]
+        assert stats.dispersed_calls == (2 if cfg is dispersed else 0)
         assert np.abs(out.astype(int) - plain).max() > 0  # the method acted
     remove_scalecrafter(pipe)
     assert _leftovers(pipe.unet) == []

@@ -64,7 +64,28 @@ def _to_uint8(frames) -> np.ndarray:
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
 
-class DiffusersVideoPipeline:
+class WrappedDiffusersPipeline:
+    """The parts of a wrapped diffusers pipeline (``self.pipe``) that ScaleCrafter reads: the UNet,
+    the scheduler (the step) and the CFG flag (the batch layout)."""
+
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    @property
+    def scheduler(self):
+        return self.pipe.scheduler
+
+    @property
+    def do_classifier_free_guidance(self):
+        return self.pipe.do_classifier_free_guidance
+
+    @property
+    def vae(self):
+        return self.pipe.vae
+
+
+class DiffusersVideoPipeline(WrappedDiffusersPipeline):
     """A diffusers video pipeline with the project's call signature.
 
     Attributes: ``pipe`` (the diffusers pipeline: apply ScaleCrafter to this wrapper or to it),
@@ -85,22 +106,6 @@ class DiffusersVideoPipeline:
         self.train_size = tuple(int(v) for v in size)
         self.defaults = {**family.defaults, **overrides}
         self.needs_image = family.needs_image
-
-    @property
-    def unet(self):
-        return self.pipe.unet
-
-    @property
-    def scheduler(self):
-        return self.pipe.scheduler
-
-    @property
-    def do_classifier_free_guidance(self):
-        return self.pipe.do_classifier_free_guidance
-
-    @property
-    def vae(self):
-        return self.pipe.vae
 
     @classmethod
     def from_pretrained(cls, path, device="cpu", dtype=torch.float32, motion_adapter=None) -> DiffusersVideoPipeline:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelLoadError, NonFiniteError
-from .diffusers_video import FAMILIES
+from .diffusers_video import FAMILIES, WrappedDiffusersPipeline
 
 __all__ = ["ImagePipeline", "load_pipeline"]
 
@@ -18,7 +18,7 @@ IMAGE_CLASSES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
 CHECKPOINT_SUFFIXES = {".ckpt", ".pt", ".pth", ".safetensors"}
 
 
-class ImagePipeline:
+class ImagePipeline(WrappedDiffusersPipeline):
     """Stable Diffusion (1.x/2.x/XL) behind the video call signature: one frame per sample.
 
     ScaleCrafter is applied to it (``.unet``, ``.scheduler``) and runs through diffusers' own
@@ -31,14 +31,6 @@ class ImagePipeline:
         sample = pipe.unet.config.sample_size
         self.train_size = (sample * self.vae_scale_factor, sample * self.vae_scale_factor)
         self.defaults = {"num_frames": 1, "fps": 1, "guidance_scale": 7.5, "num_inference_steps": 50, "eta": 0.0}
-
-    @property
-    def unet(self):
-        return self.pipe.unet
-
-    @property
-    def scheduler(self):
-        return self.pipe.scheduler
 
     def check_size(self, height: int, width: int) -> None:
         from ..errors import ScaleCrafterError
