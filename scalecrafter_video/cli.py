@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import traceback
 
 from .errors import ScaleCrafterError
 
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scalecrafter-video",
         description="Training-free higher-resolution video/image generation with ScaleCrafter.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -35,17 +38,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, handled like Ctrl-C: temporaries are removed by the ``finally`` blocks on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _in_main_thread() else None
     try:
         return int(args.func(args) or 0)
     except ScaleCrafterError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM): stopped, no partial output kept", file=sys.stderr)
+        return 143
+    except Exception as exc:  # noqa: BLE001 - out of memory is a user-fixable condition too
+        if not _out_of_memory(exc):
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print("error: out of memory at this size; try a smaller --height/--width or --frames, --tile-size and "
+              "--chunk-size for decoding, or --dtype float16/bfloat16 on a GPU", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

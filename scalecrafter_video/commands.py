@@ -154,12 +154,20 @@ def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, lr_guidance
 
 def run_generate(args: argparse.Namespace) -> int:
     from .export import check_output_path, side_by_side, write_json, write_video
-    from .model_inputs import check_model_inputs, family_name, load_image
+    from .export import check_free_space, sweep_stale_temporaries
+    from .model_inputs import check_model_inputs, check_sampling_numbers, check_text, family_name, load_image
     from .pipelines import load_pipeline
 
-    # Output locations are checked before anything is loaded or sampled: nothing is lost, no time wasted.
+    # Inputs and output locations are checked before anything is loaded or sampled.
+    check_text(args.prompt)
+    check_text(args.negative_prompt, "--negative-prompt")
+    numbers = dict(height=args.height, width=args.width, frames=args.frames, steps=args.steps, guidance=args.guidance,
+                   eta=args.eta, fps=args.fps, seed=args.seed)
+    check_sampling_numbers(**numbers, negative_prompt=args.negative_prompt)
     out_path = check_output_path(args.out, overwrite=args.overwrite)
     check_output_path(str(out_path) + ".json", overwrite=args.overwrite, what="sidecar")
+    for target in (out_path, Path(str(out_path) + ".json")):
+        sweep_stale_temporaries(target)  # left by a killed earlier run
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     config = explicit_config(args)
@@ -169,9 +177,12 @@ def run_generate(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip,
                          motion_adapter=args.motion_adapter)
     check_model_inputs(pipe, image, options)
-    height = args.height or pipe.train_size[0]
-    width = args.width or pipe.train_size[1]
+    check_sampling_numbers(**numbers, max_steps=getattr(getattr(pipe.scheduler, "config", None), "num_train_timesteps", None))
+    height = pipe.train_size[0] if args.height is None else args.height
+    width = pipe.train_size[1] if args.width is None else args.width
     pipe.check_size(height, width)
+    frames = pipe.defaults.get("num_frames", 1) if args.frames is None else args.frames
+    check_free_space(out_path, frames * (2 if args.compare else 1), height, width)
     config = build_config(args, pipe, height, width, config)
     call = dict(
         negative_prompt=args.negative_prompt, height=height, width=width, num_frames=args.frames,
@@ -189,7 +200,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.compare:
         baseline = render(pipe, config.replace(method="direct"), args.prompt, args.seed, **call)
         video = side_by_side([baseline, video], labels=["Direct-Inf", _label(config, args.lr_guidance)])
-    fps = args.fps or pipe.defaults.get("fps", 8)
+    fps = pipe.defaults.get("fps", 8) if args.fps is None else args.fps
     out = write_video(video, out_path, fps=fps, overwrite=args.overwrite)
     sidecar = {
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed, "model": str(args.model),

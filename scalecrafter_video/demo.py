@@ -76,12 +76,14 @@ def run(args: argparse.Namespace) -> int:
     from .config import ScaleCrafterConfig
     from .data.scenes import canonical_prompt
     from .export import check_output_path, side_by_side, write_json, write_video
+    from .model_inputs import check_sampling_numbers
     from .metrics.ground_truth import evaluate_video
     from .engine import unet_levels
 
     started = time.perf_counter()
     prompt = canonical_prompt(args.prompt)  # unknown words -> PromptError with the grammar
     height, width = parse_size(args.size)
+    check_sampling_numbers(steps=args.steps, guidance=args.guidance, seed=args.seed)
     if args.display_scale < 1:
         raise ScaleCrafterError(f"--display-scale must be >= 1, got {args.display_scale}")
     out = Path(args.out)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import ScaleCrafterError
 
-__all__ = ["VIDEO_SUFFIXES", "check_output_path", "is_own_output", "side_by_side", "write_json", "write_video"]
+__all__ = ["VIDEO_SUFFIXES", "check_free_space", "check_output_path", "is_own_output", "sweep_stale_temporaries", "side_by_side", "write_json", "write_video"]
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -169,6 +169,50 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "--out") -> 
     return path
 
 
+def sweep_stale_temporaries(path) -> list[Path]:
+    """Remove the hidden temporaries a killed earlier write of ``path`` left beside it (this tool's own
+    names only: ``.{stem}.XXXXXXXX.tmp{suffix}``, ``.{name}.XXXXXXXX.tmp``, ``.{name}.XXXXXXXX.old``)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        return []
+    ours = re.compile(
+        rf"\.(?:{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}\.tmp{re.escape(path.suffix)}"
+        rf"|{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.(?:tmp|old))"
+    )
+    removed = []
+    for entry in parent.iterdir():
+        if not ours.fullmatch(entry.name) or entry.is_symlink():
+            continue
+        if entry.is_dir():
+            if not is_own_output(entry):
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def check_free_space(path, frames: int, height: int, width: int) -> None:
+    """Refuse to start when the disk at ``path`` cannot hold a conservative estimate of the output:
+    3 bytes per pixel for frame folders (png), 1 for the compressed formats, plus a margin."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    per_pixel = 1 if suffix in VIDEO_SUFFIXES or (suffix in IMAGE_SUFFIXES and frames == 1) else 3
+    need = frames * height * width * per_pixel + (1 << 20)
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    try:
+        free = shutil.disk_usage(ancestor).free
+    except OSError:
+        return
+    if free < need:
+        raise ScaleCrafterError(f"not enough free space at {ancestor}: about {need / 2**20:.1f} MiB needed for the "
+                                f"output, {free / 2**20:.1f} MiB free")
+
+
 def write_video(frames, path, fps: float = 8, crf: int = 17, *, overwrite: bool = False) -> Path:
     """Write ``frames`` (uint8 ``(f, h, w, 3)``) to ``path`` and return it.
 
@@ -184,6 +228,7 @@ def write_video(frames, path, fps: float = 8, crf: int = 17, *, overwrite: bool 
         raise ScaleCrafterError(f"fps must be positive and finite, got {fps}")
     path = check_output_path(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(path)
     suffix = path.suffix.lower()
     single_image = suffix in IMAGE_SUFFIXES and len(frames) == 1
 

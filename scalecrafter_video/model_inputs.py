@@ -7,11 +7,12 @@ not take.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .errors import ScaleCrafterError
 
-__all__ = ["check_model_inputs", "family_name", "load_image"]
+__all__ = ["check_model_inputs", "check_sampling_numbers", "check_text", "family_name", "load_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -55,3 +56,33 @@ def check_model_inputs(pipe, image, options: dict) -> None:
         flags = ", ".join("--" + k.replace("_", "-").replace("fps", "cond-fps") for k in unknown)
         raise ScaleCrafterError(f"{flags}: not an option of {family_name(pipe)}"
                                 + (f" (it takes {', '.join(accepted)})" if accepted else ""))
+
+
+def check_text(value, what: str = "--prompt") -> None:
+    """A prompt must be encodable text (a non-UTF-8 command-line argument is not)."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScaleCrafterError(f"{what} is not valid UTF-8 text") from None
+
+
+def check_sampling_numbers(*, height=None, width=None, frames=None, steps=None, guidance=None, eta=None, fps=None,
+                           seed=None, negative_prompt=None, max_steps=None) -> None:
+    """Every numeric option checked before anything is sampled (``None`` = the model's default)."""
+    for flag, value in (("--height", height), ("--width", width), ("--frames", frames), ("--steps", steps)):
+        if value is not None and value < 1:
+            raise ScaleCrafterError(f"{flag} must be a positive integer, got {value}")
+    if steps is not None and max_steps is not None and steps > max_steps:
+        raise ScaleCrafterError(f"--steps {steps} is more than the scheduler's {max_steps} training timesteps")
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 1.0):
+        raise ScaleCrafterError(f"--guidance must be a finite number >= 1 (1 = no classifier-free guidance), got {guidance}")
+    if negative_prompt is not None and guidance is not None and guidance <= 1.0:
+        raise ScaleCrafterError("--negative-prompt needs --guidance > 1 (with guidance 1 it has no effect)")
+    if eta is not None and not (math.isfinite(eta) and eta >= 0):
+        raise ScaleCrafterError(f"--eta must be a finite number >= 0, got {eta}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ScaleCrafterError(f"--fps must be a positive finite number, got {fps}")
+    if seed is not None and not 0 <= seed < 2**64:
+        raise ScaleCrafterError(f"--seed must be in [0, 2**64), got {seed}")

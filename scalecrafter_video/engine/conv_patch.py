@@ -7,7 +7,9 @@ because the effective weight is what reaches ``_conv_forward``.
 
 from __future__ import annotations
 
+import math
 import types
+import warnings
 
 from torch import nn
 
@@ -50,6 +52,7 @@ def _forward(state, key: str):
         d, dispersed = action
         if dispersed:
             weight, d = disperse_weight(weight, state.transform), d / 2.0
+        _check_extent(state, key, d, self.kernel_size[-1], input.shape[-2:])
         is3d = weight.ndim == 5
         return redilated_conv(
             input,
@@ -64,6 +67,20 @@ def _forward(state, key: str):
         )
 
     return _conv_forward
+
+
+def _check_extent(state, key: str, d: float, kernel: int, hw) -> None:
+    """Warn (once per layer) when a factor is too large for the feature map: every tap but the centre
+    then reads only zero padding, and the conv degenerates to a 1x1 conv."""
+    reach = math.ceil(d - 1e-9) * (kernel - 1) // 2
+    if reach < max(hw) or key in state.warned_layers:
+        return
+    state.warned_layers.add(key)
+    warnings.warn(
+        f"{key}: dilation {d:g} on a {hw[0]}x{hw[1]} feature map reaches {reach} pixels from the centre, so every "
+        f"tap but the centre reads padding (the conv acts as 1x1); use a factor below {max(hw)} for this layer",
+        RuntimeWarning, stacklevel=2,
+    )
 
 
 def patch_conv(conv: nn.Module, state, key: str, padding: tuple[int, ...]) -> None:

@@ -55,6 +55,7 @@ class ScaleCrafterState:
         self.stats = CallStats()
         self.step: StepInfo | None = None
         self._warned = False
+        self.warned_layers: set[str] = set()
         self._last_index = None
         self._first_index = 0
 

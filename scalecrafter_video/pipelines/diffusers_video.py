@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import NonFiniteError, ScaleCrafterError
+from .protocol import resolve_call
 
 __all__ = ["FAMILIES", "DiffusersVideoPipeline", "Family"]
 
@@ -152,13 +153,10 @@ class DiffusersVideoPipeline(WrappedDiffusersPipeline):
         if tile_size is not None and fam.name != "svd":
             raise ScaleCrafterError(f"--tile-size is supported for SVD's temporal decoder, not for {fam.name} "
                                     "(use --chunk-size to bound decoding memory)")
-        height = height or self.train_size[0]
-        width = width or self.train_size[1]
-        self.check_size(height, width)
+        height, width, num_frames, steps, guidance = resolve_call(
+            self, height, width, num_frames, num_inference_steps, guidance_scale)
         d = self.defaults
-        steps = num_inference_steps or d["num_inference_steps"]
-        guidance = d["guidance_scale"] if guidance_scale is None else guidance_scale
-        call = dict(height=height, width=width, num_frames=num_frames or d["num_frames"],
+        call = dict(height=height, width=width, num_frames=num_frames,
                     num_inference_steps=steps, generator=generator, output_type="np")
         self.pipe.set_progress_bar_config(disable=not progress)
         if fam.name == "svd":

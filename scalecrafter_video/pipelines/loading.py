@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ModelLoadError, NonFiniteError
+from ..errors import ModelLoadError, NonFiniteError, ScaleCrafterError
 from .diffusers_video import FAMILIES, WrappedDiffusersPipeline
+from .protocol import resolve_call
 
 __all__ = ["ImagePipeline", "load_pipeline"]
 
@@ -50,13 +52,13 @@ class ImagePipeline(WrappedDiffusersPipeline):
                                     "(diffusers' own pipe.enable_vae_tiling() is the image path)")
         if image is not None:
             raise ScaleCrafterError("Stable Diffusion image models take no input image here")
-        height, width = height or self.train_size[0], width or self.train_size[1]
-        self.check_size(height, width)
+        if num_frames not in (None, 1):
+            raise ScaleCrafterError(f"a Stable Diffusion image model makes one frame, not {num_frames}")
+        height, width, _, steps, guidance = resolve_call(self, height, width, 1, num_inference_steps, guidance_scale)
         self.pipe.set_progress_bar_config(disable=not progress)
         images = self.pipe(
-            prompt, negative_prompt=negative_prompt, height=height, width=width,
-            num_inference_steps=num_inference_steps or self.defaults["num_inference_steps"],
-            guidance_scale=self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale,
+            prompt, negative_prompt=negative_prompt, height=height, width=width, num_inference_steps=steps,
+            guidance_scale=guidance,
             eta=self.defaults["eta"] if eta is None else eta, generator=generator, output_type="np",
         ).images
         if not np.isfinite(images).all():
@@ -103,19 +105,42 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None,
             raise ModelLoadError(f"LDM-style checkpoints are not supported in this build ({exc})") from None
         return LDMVideoPipeline.from_checkpoint(path, model_config, clip_path=clip_path, device=device, dtype=dtype)
 
+    return _load_folder(path, device, dtype, motion_adapter)
+
+
+def _load_folder(path: Path, device, dtype, motion_adapter):
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise ModelLoadError(f"{path} has no model_index.json: not a diffusers model folder")
     try:
-        class_name = json.loads(index_file.read_text()).get("_class_name", "")
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{index_file}: invalid JSON ({exc.msg})") from None
+        index = json.loads(index_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{index_file}: invalid JSON ({getattr(exc, 'msg', exc)})") from None
+    class_name = index.get("_class_name", "") if isinstance(index, dict) else ""
     if motion_adapter is not None:
         adapter = Path(motion_adapter)
         if not (adapter / "config.json").is_file():
             raise ModelLoadError(f"--motion-adapter {adapter}: not a MotionAdapter folder (no config.json)")
         if class_name not in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):
             raise ModelLoadError(f"--motion-adapter goes with a Stable Diffusion (XL) folder; {path} is {class_name!r}")
+    elif class_name not in set(FAMILIES) | VIDEO_CLASSES | IMAGE_CLASSES:
+        raise ModelLoadError(
+            f"{path}: unsupported pipeline class {class_name!r} "
+            f"(supported: {', '.join(sorted(VIDEO_CLASSES | IMAGE_CLASSES | set(FAMILIES)))})"
+        )
+    try:
+        with warnings.catch_warnings():  # diffusers' own deprecation notices (torch_dtype, ...) are not the user's
+            warnings.simplefilter("ignore", FutureWarning)
+            return _from_pretrained(path, class_name, device, dtype, motion_adapter)
+    except ScaleCrafterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated weights, missing files, bad configs: one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{path}: could not load this {class_name} folder "
+                             f"({type(exc).__name__}: {detail[:300]})") from exc
+
+
+def _from_pretrained(path: Path, class_name: str, device, dtype, motion_adapter):
     if class_name in FAMILIES or motion_adapter is not None:
         from .diffusers_video import DiffusersVideoPipeline
 
@@ -124,16 +149,8 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, model_config=None,
         from .text_to_video import TextToVideoPipeline
 
         return TextToVideoPipeline.from_pretrained(path, device=device, dtype=dtype)
-    if class_name in IMAGE_CLASSES:
-        import diffusers
+    import diffusers
 
-        pipe = getattr(diffusers, class_name).from_pretrained(
-            path, torch_dtype=dtype, local_files_only=True, safety_checker=None
-        ) if class_name == "StableDiffusionPipeline" else getattr(diffusers, class_name).from_pretrained(
-            path, torch_dtype=dtype, local_files_only=True
-        )
-        return ImagePipeline(pipe.to(device))
-    raise ModelLoadError(
-        f"{path}: unsupported pipeline class {class_name!r} "
-        f"(supported: {', '.join(sorted(VIDEO_CLASSES | IMAGE_CLASSES | set(FAMILIES)))})"
-    )
+    extra = {"safety_checker": None} if class_name == "StableDiffusionPipeline" else {}
+    pipe = getattr(diffusers, class_name).from_pretrained(path, torch_dtype=dtype, local_files_only=True, **extra)
+    return ImagePipeline(pipe.to(device))

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["VideoPipeline"]
+__all__ = ["VideoPipeline", "resolve_call"]
 
 
 @runtime_checkable
@@ -42,3 +42,27 @@ class VideoPipeline(Protocol):
     def check_size(self, height: int, width: int) -> None: ...
 
     def __call__(self, prompt, *args, **kwargs) -> np.ndarray: ...
+
+
+def resolve_call(pipe, height, width, num_frames, num_inference_steps, guidance_scale=None):
+    """``None`` -> the model's default; anything else must be valid (0 never means "default").
+
+    Returns ``(height, width, num_frames, steps, guidance)``.
+    """
+    import math
+
+    from ..errors import ScaleCrafterError
+
+    d = pipe.defaults
+    height = pipe.train_size[0] if height is None else height
+    width = pipe.train_size[1] if width is None else width
+    num_frames = d.get("num_frames", 1) if num_frames is None else num_frames
+    steps = d["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+    guidance = d["guidance_scale"] if guidance_scale is None else guidance_scale
+    for name, value in (("num_frames", num_frames), ("num_inference_steps", steps)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ScaleCrafterError(f"{name} must be a positive integer, got {value!r}")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise ScaleCrafterError(f"guidance_scale must be a finite number >= 0, got {guidance}")
+    pipe.check_size(height, width)
+    return height, width, num_frames, steps, guidance

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import NonFiniteError
 from ..trajectory import denoising_step
 
 __all__ = ["cfg_denoise", "sample_loop", "uses_cfg"]
@@ -70,6 +71,10 @@ def sample_loop(
         with denoising_step(start_step + i, num_steps, cfg=uses_cfg(uncond, guidance_scale)):
             eps = cfg_denoise(model, x_in, t, cond, uncond, guidance_scale)
         x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
+        if not torch.isfinite(x).all():  # stop at the first bad step: nothing past it is worth computing
+            raise NonFiniteError(
+                f"non-finite latents (NaN/inf) at step {start_step + i} of {num_steps}: the guidance scale "
+                f"({guidance_scale}) or eta ({eta}) is too large, or float16 overflowed (try --dtype float32)")
         if callback is not None:
             callback(start_step + i, t, x)
     return x

@@ -16,6 +16,7 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from ..errors import ModelLoadError, NonFiniteError, ScaleCrafterError
+from .protocol import resolve_call
 from .sampling import sample_loop
 
 __all__ = ["TextToVideoPipeline", "to_uint8"]
@@ -156,12 +157,8 @@ class TextToVideoPipeline:
         tile_size: int | None = None,
     ):
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        height = height or self.train_size[0]
-        width = width or self.train_size[1]
-        self.check_size(height, width)
-        num_frames = num_frames or self.defaults["num_frames"]
-        steps = num_inference_steps or self.defaults["num_inference_steps"]
-        guidance = self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        height, width, num_frames, steps, guidance = resolve_call(
+            self, height, width, num_frames, num_inference_steps, guidance_scale)
         eta = self.defaults["eta"] if eta is None else eta
         if not 0 <= start_step < steps:
             raise ScaleCrafterError(f"start_step must be in [0, {steps}), got {start_step}")
