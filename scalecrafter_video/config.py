@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,11 @@ METHODS = ("scalecrafter", "direct", "attn-sf")
 
 
 def config_dir() -> Path:
-    """Folder of the shipped presets (``configs/`` of the repository, or $SCALECRAFTER_VIDEO_CONFIGS)."""
+    """Folder of the shipped presets: ``$SCALECRAFTER_VIDEO_CONFIGS``, else the package's own copy
+    (``scalecrafter_video/_data/configs``: a link to the repository's ``configs/`` in a checkout,
+    a real folder in an installed wheel)."""
     env = os.environ.get("SCALECRAFTER_VIDEO_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+    return Path(env) if env else Path(__file__).resolve().parent / "_data" / "configs"
 
 
 def list_presets() -> list[str]:
@@ -52,34 +56,106 @@ def list_presets() -> list[str]:
     return sorted(names)
 
 
+def _got(value) -> str:
+    """``value`` for an error message: its repr and, where that could be misread, its type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{value!r} (a boolean)"
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_real(value) -> bool:
+    """A real number that is not a bool (``True`` is an int to Python, never a factor or a tau here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_finite_real(value) -> bool:
+    """A real number (not a bool) that is neither inf nor nan."""
+    if not _is_real(value):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _boolean(value, key: str) -> bool:
+    """Only a real boolean: ``bool("false")`` is True, so strings, numbers and null are refused."""
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key} must be true or false (a YAML boolean, unquoted), got {_got(value)}")
+
+
+def _real(value, key: str, *, low: float | None = None, high: float | None = None, expected: str) -> float:
+    """A finite real number (not a bool, not a string) within ``[low, high]``, as a float."""
+    if not _is_finite_real(value):
+        raise ConfigError(f"{key} must be {expected}, got {_got(value)}")
+    number = float(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ConfigError(f"{key} must be {expected}, got {_got(value)}")
+    return number
+
+
+def _integer(value, key: str, *, low: int, expected: str, odd: bool = False) -> int:
+    """An integer (not a bool, not a float, not a string) >= ``low``."""
+    if not _is_integer(value) or int(value) < low or (odd and int(value) % 2 == 0):
+        raise ConfigError(f"{key} must be {expected}, got {_got(value)}")
+    return int(value)
+
+
+def _side(v) -> int | None:
+    """One image side: a positive integer (an integral float such as 512.0 is accepted), else None."""
+    if _is_integer(v):
+        return int(v) if v > 0 else None
+    if _is_finite_real(v) and float(v).is_integer() and v > 0:
+        return int(v)
+    return None
+
+
 def _pair(value, key: str) -> tuple[int, int] | None:
+    """``[height, width]`` of two positive integers, or one positive integer for a square; null -> None.
+
+    Strings are refused outright: ``"32"`` would otherwise iterate to ``(3, 2)``.
+    """
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        value = [value, value]
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be [height, width], got {value!r}") from None
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"{key} must be positive, got {value!r}")
-    return h, w
+    expected = "[height, width] of two positive integers (or one positive integer for a square)"
+    if isinstance(value, (str, bytes, bool, Mapping)) or not isinstance(value, (numbers.Real, Sequence)):
+        raise ConfigError(f"{key} must be {expected}, got {_got(value)}")
+    items = [value, value] if isinstance(value, numbers.Real) else list(value)
+    sides = [_side(v) for v in items]
+    if len(sides) != 2 or None in sides:
+        raise ConfigError(f"{key} must be {expected}, got {_got(value)}")
+    return sides[0], sides[1]
+
+
+def _factor(value, where: str) -> float:
+    """One dilation factor: a finite real number >= 1 (ints and floats; not bools, strings, inf or nan).
+
+    Kept separate from :func:`_table` so that a per-axis ``[h, w]`` factor can later be checked
+    element by element with the same rule.
+    """
+    return _real(value, where, low=1.0, expected="a finite number >= 1 (a dilation factor)")
 
 
 def _table(value, key: str) -> dict[str, float]:
+    """``{module glob: factor}``; null -> ``{}``. Globs must be strings, factors pass :func:`_factor`."""
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key} must be a mapping of module glob -> factor, got {type(value).__name__}")
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping of module glob -> factor, got {_got(value)}")
     out = {}
     for glob, factor in value.items():
-        try:
-            factor = float(factor)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}[{glob!r}] must be a number, got {factor!r}") from None
-        if not factor >= 1.0:
-            raise ConfigError(f"{key}[{glob!r}] = {factor}: dilation factors must be >= 1")
-        out[str(glob)] = factor
+        if not isinstance(glob, str):
+            raise ConfigError(f"{key} keys must be module-name globs (strings), got {_got(glob)}")
+        out[glob] = _factor(factor, f"{key}[{glob!r}]")
     return out
 
 
@@ -132,37 +208,46 @@ class ScaleCrafterConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        """Type-check and normalise every field; one :class:`ConfigError` sentence per problem.
+
+        Idempotent: an already validated config (tuples for the sizes, floats in the tables) passes
+        again unchanged, as :meth:`replace` re-runs it.
+        """
+        if not isinstance(self.method, str) or self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {_got(self.method)}")
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string or null, got {_got(self.name)}")
         self.train_size = _pair(self.train_size, "train_size")
         self.target_size = _pair(self.target_size, "target_size")
         self.dilation = _table(self.dilation, "dilation")
         self.ndcfg_dilation = _table(self.ndcfg_dilation, "ndcfg_dilation")
-        if isinstance(self.disperse, str) or not isinstance(self.disperse, (list, tuple)):
-            raise ConfigError(f"disperse must be a list of module globs, got {self.disperse!r}")
-        self.disperse = [str(g) for g in self.disperse]
+        if isinstance(self.disperse, (str, bytes)) or not isinstance(self.disperse, (list, tuple)):
+            raise ConfigError(f"disperse must be a list of module globs (strings), got {_got(self.disperse)}")
+        for glob in self.disperse:
+            if not isinstance(glob, str):
+                raise ConfigError(f"disperse entries must be module-name globs (strings), got {_got(glob)}")
+        self.disperse = list(self.disperse)
         for key in ("dilate_tau", "ndcfg_tau", "disperse_tau"):
             value = getattr(self, key)
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key} must be a number in [0, 1], got {value!r}") from None
-            if not 0.0 <= value <= 1.0:
+            if not _is_finite_real(value):
+                raise ConfigError(f"{key} must be a number in [0, 1], got {_got(value)}")
+            if not 0.0 <= float(value) <= 1.0:
                 raise ConfigError(
                     f"{key} = {value}: taus are fractions of the trajectory in [0, 1] (35 of 50 steps = 0.7)"
                 )
-            setattr(self, key, value)
-        k = self.disperse_kernel
-        if not isinstance(k, int) or k < 5 or k % 2 == 0:
-            raise ConfigError(f"disperse_kernel must be an odd integer >= 5, got {k!r}")
-        if self.disperse_eta < 0 or int(self.disperse_scale) < 1 or int(self.disperse_input_size) < 3:
-            raise ConfigError("disperse_eta must be >= 0, disperse_scale >= 1, disperse_input_size >= 3")
+            setattr(self, key, float(value))
+        self.disperse_kernel = _integer(self.disperse_kernel, "disperse_kernel", low=5, odd=True,
+                                        expected="an odd integer >= 5")
+        self.disperse_eta = _real(self.disperse_eta, "disperse_eta", low=0.0, expected="a finite number >= 0")
+        self.disperse_scale = _integer(self.disperse_scale, "disperse_scale", low=1, expected="an integer >= 1")
+        self.disperse_input_size = _integer(self.disperse_input_size, "disperse_input_size", low=3,
+                                            expected="an integer >= 3")
         for key in ("vae_scale_factor", "num_train_timesteps"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{key} must be a positive integer or null, got {value!r}")
-        self.progressive = bool(self.progressive)
-        self.attn_scale = bool(self.attn_scale)
+            if value is not None:
+                setattr(self, key, _integer(value, key, low=1, expected="a positive integer or null"))
+        self.progressive = _boolean(self.progressive, "progressive")
+        self.attn_scale = _boolean(self.attn_scale, "attn_scale")
 
     @property
     def uses_attn_scale(self) -> bool:
@@ -187,7 +272,7 @@ class ScaleCrafterConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"a ScaleCrafter config must be a mapping, got {type(d).__name__}")
         d = {**d, **overrides}
-        unknown = sorted(set(d) - set(cls.field_names()))
+        unknown = sorted(set(d) - set(cls.field_names()), key=repr)
         if unknown:
             raise ConfigError(
                 f"unknown config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(cls.field_names())}"
@@ -198,6 +283,7 @@ class ScaleCrafterConfig:
     def from_yaml(cls, path: str | os.PathLike, _depth: int = 0, **overrides) -> ScaleCrafterConfig:
         """Load a YAML schedule (omegaconf; ``${...}`` interpolation allowed; ``base: <preset>``
         starts from a shipped preset)."""
+        import yaml
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
         from yaml import YAMLError
@@ -206,17 +292,59 @@ class ScaleCrafterConfig:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        except (YAMLError, OmegaConfBaseException, ValueError) as exc:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+        def malformed(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"malformed YAML in {path}: {first}") from None
-        if isinstance(data, dict) and "base" in data:
+            return ConfigError(f"malformed YAML in {path}: {first}")
+
+        # The raw top level first: omegaconf reads an empty file or null as {} and refuses a scalar
+        # with an OSError, so both are told apart here.
+        try:
+            raw = yaml.safe_load(text)
+        except YAMLError as exc:
+            raise malformed(exc) from None
+        if raw is None or (isinstance(raw, dict) and not raw):
+            raise ConfigError(
+                f"{path} is an empty schedule; give method: direct for Direct-Inf, or a dilation table "
+                f"(or base: <preset>) for ScaleCrafter"
+            )
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{path}: a ScaleCrafter config must be a mapping of schedule keys at the top level, "
+                f"got {type(raw).__name__}"
+            )
+        try:
+            data = OmegaConf.to_container(OmegaConf.create(text), resolve=True)
+        except (YAMLError, OmegaConfBaseException, ValueError) as exc:
+            raise malformed(exc) from None
+        if not isinstance(data, dict):  # not reachable after the check above; kept as a guard
+            raise ConfigError(f"{path}: a ScaleCrafter config must be a mapping, got {type(data).__name__}")
+        if "base" in data:
             # ``base: <preset>`` reuses a shipped table; keys given here override it.
             base = data.pop("base")
+            if not isinstance(base, str) or not base:
+                raise ConfigError(f"{path}: base must be a preset name such as sd2.1/2048x2048, got {_got(base)}")
             if _depth > 8:
                 raise ConfigError(f"{path}: 'base' chain too deep (a cycle?)")
-            data = {**cls.preset(str(base), _depth=_depth + 1).to_dict(), "name": None, **data}
-        cfg = cls.from_dict(data, **overrides)
+            data = {**cls.preset(base, _depth=_depth + 1).to_dict(), "name": None, **data}
+        try:
+            cfg = cls.from_dict(data, **overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if (
+            cfg.method == "scalecrafter"
+            and not cfg.dilation
+            and cfg.ndcfg_tau == 0
+            and not cfg.disperse
+        ):
+            hint = " (or method: attn-sf for attention scaling alone)" if cfg.attn_scale else ""
+            raise ConfigError(
+                f"{path}: method scalecrafter with an empty dilation table, ndcfg_tau 0 and no disperse "
+                f"dilates nothing; use method: direct for Direct-Inf{hint}, or give a dilation table"
+            )
         if cfg.name is None:
             cfg.name = path.stem
         return cfg

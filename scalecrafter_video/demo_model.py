@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 #: Where the committed demo model lives (repository root / models / shapes-t2v).
-DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shapes-t2v"
+# The repository keeps the model under models/ (the user's layout); the package reaches it through
+# _data/shapes-t2v, a link in a checkout and a real folder in an installed wheel.
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "_data" / "shapes-t2v"
 TRAIN_SIZE = (32, 32)
 FRAMES = 8
 MAX_TOKENS = 8  # <sot> a red circle moving left <eot> = 7 tokens
