@@ -182,3 +182,27 @@ def test_signal_keeps_the_old_output_and_no_temporary_survives(model, tmp_path, 
     assert main(["generate", "--model", str(model), "--prompt", "a cat", "--frames", "2", "--out", str(out),
                  "--overwrite", "--seed", "3"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif", "v.gif.json"]
+
+
+def test_fvd_json_to_a_folder_is_refused_before_computing(tmp_path, capsys):
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "keep.txt").write_text("x")
+    code = main(["fvd", str(tmp_path / "real"), str(tmp_path / "fake"), "--json", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--json" in err and err.count("\n") == 1
+    assert (tmp_path / "report" / "keep.txt").read_text() == "x"
+
+
+def test_out_of_memory_is_one_line_with_advice(model, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from scalecrafter_video.pipelines.text_to_video import TextToVideoPipeline
+
+    def boom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(TextToVideoPipeline, "__call__", boom)
+    code = main(["generate", "--model", str(model), "--prompt", "a cat", "--out", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: out of memory") and "--tile-size" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

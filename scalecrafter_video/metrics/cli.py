@@ -64,8 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..export import check_output_path
     from .fvd import compute_fvd
 
+    if args.json:  # checked before the (long) feature extraction; a previous JSON report may be replaced
+        check_output_path(args.json, overwrite=True, what="--json")
     result = compute_fvd(
         args.real,
         args.fake,
@@ -102,10 +105,11 @@ def run(args: argparse.Namespace) -> int:
           + ("" if proto["reference_weights"] else " (NOT the TF-Hub reference weights)"))
     print(f"source sizes: real {_sizes(proto['source_sizes_real'])}, fake {_sizes(proto['source_sizes_fake'])}")
     if args.json:
+        from ..export import write_json
+
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        data = result.to_dict()
-        out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        write_json(out, json.loads(json.dumps(result.to_dict(), default=str)), overwrite=True)
     return 0
 
 
