@@ -47,7 +47,9 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float, crf: int) -> None:
     import av
 
     frames = _even(frames)
-    with av.open(str(path), mode="w", format="mp4") as container:
+    # The file is opened (and always closed) by Python: PyAV leaves its own handle open when a write
+    # fails on a full disk, which keeps the deleted temporary's space in use.
+    with open(path, "wb") as fh, av.open(fh, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=round(fps) if float(fps).is_integer() else fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"

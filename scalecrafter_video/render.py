@@ -3,12 +3,17 @@
 One output per (prompt, seed, method), named ``{entry:05d}_{slug}_{method}_s{seed}.{mp4|npz}`` (or a
 folder of pngs), in ``--out-dir``. ``manifest.jsonl`` there holds one JSON object per finished item.
 
-No loss, no lies: an output is written to a temporary name and renamed when complete, and its
-manifest line is appended (one ``write``, flushed and fsynced) only after the rename. A killed job
-therefore leaves at most stale temporary files (removed by the next run) and never a manifest line
-without its file. Re-running the same command skips items whose manifest line and file are both
-present and redoes the rest. A changed configuration (``config_hash``) is refused unless
-``--overwrite``.
+No loss, no lies: per item, the output is written to a temporary name and renamed when complete,
+then its ``.json`` sidecar (mp4/png; an npz holds its metadata inside), then its manifest line is
+appended (one ``write``, fsynced). A write that fails (a full disk, any ``OSError``) records the
+item in ``failures.jsonl`` and the job goes on; what that item had already written is removed again
+(a sidecar that cannot be written takes its video with it). A killed job therefore leaves at most
+stale temporary files (removed by the next run) and never a manifest line without its file.
+Re-running the same command skips items whose manifest line is present and whose output still
+decodes to the recorded frame count, and redoes the rest. A changed configuration (``config_hash``,
+fps included) is refused unless ``--overwrite``. When ``manifest.jsonl`` or ``failures.jsonl``
+cannot be written at the end, the run says so in one ``error:`` line and exits 1, and the per-rank
+manifest shards stay for the next run to merge.
 
 Scale-out uses torch.distributed: under ``torchrun --nproc_per_node N`` (multi-node too) every rank
 plans the same items from the same on-disk state, a barrier follows, and rank ``r`` renders the
@@ -220,19 +225,41 @@ def read_manifest(out_dir) -> dict[str, dict]:
 
 
 def _append_line(path: Path, entry: dict) -> None:
+    """Append one JSON line; when the write or the fsync fails (a full disk), the file is cut back to
+    its previous length so that no torn line stays for the next append to be glued onto."""
     data = (json.dumps(entry, sort_keys=True) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass  # the reader drops a torn line; the next run rewrites the manifest clean
+            raise
     finally:
         os.close(fd)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` under a hidden temporary name, fsync, rename; the temporary never stays behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def merge_manifests(out_dir: Path, order: list[str] | None = None) -> int:
@@ -250,19 +277,89 @@ def item_path(item: Item, fmt: str) -> str:
     return item.name if fmt == "png" else f"{item.name}.{fmt}"
 
 
+def _npz_frame_count(path: Path) -> int:
+    """First dimension of the ``frames`` array of an npz, read from the array header only (the zip's
+    central directory sits at the end of the file, so a truncated file fails here)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf, zf.open("frames.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, _ = np.lib.format.read_array_header_2_0(fh)
+    return int(shape[0]) if shape else 0
+
+
+def _frame_count(p: Path) -> int:
+    """Frames of a finished output: frame files of a png folder, the npz header, or a full decode of
+    a video (:func:`~scalecrafter_video.video_io.read_video`). Raises when the output cannot be read."""
+    if p.is_dir():
+        return sum(1 for f in p.glob("frame_*.png") if f.is_file() and f.stat().st_size > 0)
+    if p.suffix == ".npz":
+        return _npz_frame_count(p)
+    from .video_io import read_video
+
+    return int(read_video(p).shape[0])
+
+
 def item_done(out_dir: Path, rel: str, entry: dict | None) -> bool:
-    """Finished = a manifest entry and its complete output on disk."""
+    """Finished = a manifest entry and its output on disk, still complete: a png folder with the
+    recorded number of ``frame_*.png`` files, an npz whose ``frames`` array has the recorded length,
+    a video that decodes to the recorded frame count (any decode error: not done). An entry without a
+    frame count (not written by this tool) only needs a non-empty file."""
     if entry is None:
         return False
     p = out_dir / rel
-    if p.is_dir():
-        return len([f for f in p.iterdir() if f.suffix == ".png"]) == int(entry.get("frames", -1))
-    return p.is_file() and p.stat().st_size > 0
+    try:
+        expected = entry.get("frames")
+        if isinstance(expected, bool) or not isinstance(expected, int):
+            return p.is_file() and p.stat().st_size > 0
+        if Path(rel).suffix:  # mp4 / npz (and gif / webp): a non-empty regular file
+            if not p.is_file() or p.stat().st_size == 0:
+                return False
+        elif not p.is_dir():  # png: a folder of frames
+            return False
+        return _frame_count(p) == expected
+    except Exception:  # noqa: BLE001 - truncated, corrupt, unreadable: redo it
+        return False
+
+
+# Temporary names of a killed job: ours (".{name}.{pid}.tmp", ".{name}.{pid}.tmp.npz", the out-dir
+# probe ".scalecrafter-probe.XXXXXXXX.tmp") and export.write_video's (".{stem}.XXXXXXXX.tmp.mp4"
+# files, ".{name}.XXXXXXXX.tmp" frame folders, ".{name}.XXXXXXXX.old" previous outputs being swapped out).
+_TEMPORARY = re.compile(r"\..+\.(?:[A-Za-z0-9_]{8}\.(?:tmp(?:\.[A-Za-z0-9]+)?|old)|\d+\.tmp(?:\.npz)?)")
 
 
 def _stale_temporaries(out_dir: Path) -> list[Path]:
-    """Temporary names left by a killed job (ours and :func:`write_video`'s): hidden, ``.tmp``/``.old``."""
-    return [p for p in out_dir.iterdir() if p.name.startswith(".") and (".tmp" in p.name or p.name.endswith(".old"))]
+    """Entries of ``out_dir`` named like our temporaries; folders only when they hold nothing but
+    ``frame_NNNNN.png`` files (a frame folder being written or swapped out), never symbolic links."""
+    from .export import is_own_output
+
+    return [p for p in out_dir.iterdir() if _TEMPORARY.fullmatch(p.name) and not p.is_symlink()
+            and (not p.is_dir() or is_own_output(p))]
+
+
+def _sweep_temporaries(out_dir: Path) -> None:
+    for stale in _stale_temporaries(out_dir):
+        try:
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
+        except OSError:
+            pass  # best effort: a leftover we cannot remove does not stop the job
+
+
+def _remove_output(path: Path) -> None:
+    """Remove an output this run has just written (a file, or a png folder)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- distributed
@@ -454,14 +551,41 @@ def run(args: argparse.Namespace) -> int:
         explicit[m] = explicit_config(_with_method(args, m))
     entries = read_prompts(args.prompts)
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ScaleCrafterError(f"--out-dir {out_dir} is a file")
+    _check_out_dir(out_dir)  # before any model is loaded
 
     dist = init_distributed(args.device)
     try:
         return _run(args, dist, methods, seeds, explicit, entries, out_dir)
     finally:
         dist.close()
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out-dir`` that is a file, lies under a file, or cannot be written (permissions, a
+    read-only file system): tried with a probe file in the folder, or in its nearest existing parent."""
+    import tempfile
+
+    if not str(out_dir).strip():
+        raise ScaleCrafterError("--out-dir must name a folder")
+    ancestor = out_dir
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if os.path.islink(ancestor) and not ancestor.exists():
+        raise ScaleCrafterError(f"--out-dir {out_dir} cannot be created: {ancestor} is a broken symbolic link")
+    if not ancestor.is_dir():
+        if ancestor == out_dir:
+            raise ScaleCrafterError(f"--out-dir {out_dir} is a file, not a folder")
+        raise ScaleCrafterError(f"--out-dir {out_dir} cannot be created: {ancestor} is a file")
+    where = "" if ancestor == out_dir else f" ({ancestor} is where it would be created)"
+    try:  # a real write: mode bits, ACLs, read-only mounts and root all give the true answer
+        fd, probe = tempfile.mkstemp(prefix=".scalecrafter-probe.", suffix=".tmp", dir=ancestor)
+    except OSError as exc:
+        raise ScaleCrafterError(f"--out-dir {out_dir} is not writable{where}: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
 
 
 def _with_method(args, method):
@@ -537,20 +661,29 @@ def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptE
         raise ScaleCrafterError(f"two planned items share the output name {dup} (a seed listed twice for one prompt?)")
 
     # ---- state on disk, read by every rank before any rank writes
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScaleCrafterError(f"--out-dir {out_dir} cannot be created: {exc.strerror or exc}") from None
     lock = _lock(out_dir) if dist.rank == 0 else None  # one job per folder (released by the OS on a kill)
     try:
         return _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, guidance, eta, started, tqdm, meta)
     finally:
         if lock is not None:
-            (out_dir / LOCK).unlink(missing_ok=True)
+            try:
+                (out_dir / LOCK).unlink(missing_ok=True)
+            except OSError:
+                pass
             os.close(lock)
 
 
 def _lock(out_dir: Path) -> int:
     import fcntl
 
-    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ScaleCrafterError(f"cannot create {out_dir / LOCK}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -572,22 +705,29 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
             f"(e.g. {item_path(first, args.format)}: config_hash {old} != {first.config_hash}); "
             "pass --overwrite to re-render them, or use another --out-dir"
         )
-    pending, skipped = [], 0
-    for it in items:
-        rel = item_path(it, args.format)
-        entry = manifest.get(rel)
-        if it.error is None and entry and entry.get("config_hash") == it.config_hash and item_done(out_dir, rel, entry):
-            skipped += 1
-        else:
-            pending.append(it)
-    dist.barrier()  # everyone has read the state
+    # Finished items are checked (decoded) once, spread over the ranks; the gather is the barrier
+    # after which every rank knows the same state and rank 0 may write.
+    candidates = [k for k, it in enumerate(items) if it.error is None
+                  and (e := manifest.get(item_path(it, args.format))) and e.get("config_hash") == it.config_hash]
+    checked = {k: item_done(out_dir, item_path(items[k], args.format), manifest[item_path(items[k], args.format)])
+               for k in shard(candidates, dist.rank, dist.world)}
+    done_set = {k for part in dist.gather(checked) for k, ok in part.items() if ok}
+    pending = [it for k, it in enumerate(items) if k not in done_set]
+    skipped = len(done_set)
+    order = [item_path(it, args.format) for it in items]
+    problem = None
     if dist.rank == 0:
-        for stale in _stale_temporaries(out_dir):
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        _sweep_temporaries(out_dir)
         # Rewrite the manifest clean (torn last line of a killed job dropped, shards folded in) so that
         # this run's appends start on a fresh line.
-        merge_manifests(out_dir, order=[item_path(it, args.format) for it in items])
-    dist.barrier()
+        try:
+            merge_manifests(out_dir, order=order)
+        except OSError as exc:
+            problem = f"could not write {MANIFEST}: {_why(exc)}"
+    if any(dist.gather(problem)):
+        if dist.rank == 0:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
 
     from .commands import _versions
 
@@ -614,15 +754,18 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
             }
             sidecar = dict(entry, config=cfg.to_dict(), steps=steps, guidance=guidance, eta=eta,
                            tile_size=args.tile_size, rank=dist.rank, versions=versions, **meta)
-            if args.format != "npz":
-                _atomic_write_text(out_dir / f"{rel}.json", json.dumps(sidecar, indent=2, sort_keys=True))
-            _write_output(frames, out_dir, rel, args.format, fps, sidecar)
-            _append_line(shard_file, entry)  # only after the output is complete under its final name
+            _write_item(frames, out_dir, rel, args.format, fps, sidecar, entry, shard_file,
+                        recorded=rel in manifest)
             done += 1
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - a failing item is recorded and the job goes on
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ScaleCrafterError) else str(exc)
+            if isinstance(exc, ScaleCrafterError):
+                reason = str(exc)
+            elif isinstance(exc, OSError) and exc.strerror:  # e.g. "OSError: No space left on device"
+                reason = f"{type(exc).__name__}: {exc.strerror}"
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             _release_cached_memory()  # after an out-of-memory error the next item gets a clean slate
             failures.append({"path": rel, "prompt": it.prompt, "seed": it.seed, "method": it.method,
                              "line": it.line, "reason": reason.splitlines()[0] if reason else type(exc).__name__})
@@ -633,16 +776,22 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
 
     # ---- merge and report
     results = dist.gather({"done": done, "failures": failures})
-    dist.barrier()
     total_done = sum(r["done"] for r in results)
     all_failures = [f for r in results for f in r["failures"]]
+    problems = []
     if dist.rank == 0:
-        merge_manifests(out_dir, order=[item_path(it, args.format) for it in items])
+        try:  # on failure the shards stay where they are, for the next run to merge
+            merge_manifests(out_dir, order=order)
+        except OSError as exc:
+            problems.append(f"could not write {MANIFEST}: {_why(exc)}")
         failure_file = out_dir / FAILURES
-        if all_failures:
-            _atomic_write_text(failure_file, "".join(json.dumps(f, sort_keys=True) + "\n" for f in all_failures))
-        else:
-            failure_file.unlink(missing_ok=True)
+        try:
+            if all_failures:
+                _atomic_write_text(failure_file, "".join(json.dumps(f, sort_keys=True) + "\n" for f in all_failures))
+            else:
+                failure_file.unlink(missing_ok=True)
+        except OSError as exc:
+            problems.append(f"could not {'write' if all_failures else 'remove the old'} {FAILURES}: {_why(exc)}")
         reasons = "; ".join(f"{f['path']}: {f['reason']}" for f in all_failures[:3])
         more = f"; and {len(all_failures) - 3} more (see {failure_file})" if len(all_failures) > 3 else ""
         print(
@@ -650,5 +799,42 @@ def _render_all(args, dist, items, configs, pipe, call, out_dir, fps, steps, gui
             + (f" ({reasons}{more})" if all_failures else "")
             + f" in {time.perf_counter() - started:.1f} s on {dist.world} process(es); manifest: {out_dir / MANIFEST}"
         )
+        if problems:
+            print(f"error: {'; '.join(problems)}", file=sys.stderr, flush=True)
     dist.barrier()
-    return 1 if all_failures else 0
+    return 1 if all_failures or problems else 0
+
+
+def _why(exc: BaseException) -> str:
+    """``No space left on device`` rather than ``[Errno 28] No space left on device: '/x/.y.tmp'``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _write_item(frames, out_dir: Path, rel: str, fmt: str, fps: float, sidecar: dict, entry: dict,
+                shard_file: Path, recorded: bool) -> None:
+    """Output, then sidecar, then manifest line. When the sidecar or the manifest line cannot be
+    written, the output (and the sidecar) are removed again, so a failed item leaves nothing behind."""
+    target = out_dir / rel
+    if fmt != "npz" and recorded and target.is_file() and not target.is_symlink():
+        # A damaged video of ours (its manifest line says so; it failed the resume check): a file
+        # truncated past recognition would otherwise be refused by write_video's own-output check.
+        from .export import is_own_output
+
+        if not is_own_output(target):
+            target.unlink()
+    _write_output(frames, out_dir, rel, fmt, fps, sidecar)
+    side = out_dir / f"{rel}.json"
+    try:
+        if fmt != "npz":  # an npz holds its metadata inside
+            _atomic_write_text(side, json.dumps(sidecar, indent=2, sort_keys=True))
+        _append_line(shard_file, entry)  # only after the output and its sidecar are complete
+    except Exception:
+        _remove_output(target)
+        if fmt != "npz":
+            try:
+                side.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
