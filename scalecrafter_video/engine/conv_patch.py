@@ -70,15 +70,16 @@ def _forward(state, key: str):
 
 
 def _check_extent(state, key: str, d: float, kernel: int, hw) -> None:
-    """Warn (once per layer) when a factor is too large for the feature map: every tap but the centre
-    then reads only zero padding, and the conv degenerates to a 1x1 conv."""
+    """Warn (once per installation, naming the first such layer) when a factor is too large for the
+    feature map: every tap but the centre then reads only zero padding, and the conv acts as 1x1."""
     reach = math.ceil(d - 1e-9) * (kernel - 1) // 2
-    if reach < max(hw) or key in state.warned_layers:
+    if reach < max(hw) or state.warned_layers:
         return
     state.warned_layers.add(key)
     warnings.warn(
         f"{key}: dilation {d:g} on a {hw[0]}x{hw[1]} feature map reaches {reach} pixels from the centre, so every "
-        f"tap but the centre reads padding (the conv acts as 1x1); use a factor below {max(hw)} for this layer",
+        f"tap but the centre reads padding (the conv acts as 1x1); use a factor below {max(hw)} for this layer "
+        "(warned once; other layers may be affected too)",
         RuntimeWarning, stacklevel=2,
     )
 
