@@ -30,8 +30,17 @@ def test_wheel_contains_presets_and_demo_model(wheel):
 
 def test_installed_wheel_runs_the_demo_from_an_unrelated_folder(wheel, tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    # The dependencies (torch, diffusers, ...) come from this interpreter's site-packages as plain path
+    # entries: the .pth files there (an editable install of this checkout) are not run, so the venv
+    # sees only the installed wheel.
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    import sysconfig
+
+    deps = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    Path(site, "_dependencies.pth").write_text("\n".join(deps) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True)
     work = tmp_path / "elsewhere"
     work.mkdir()
