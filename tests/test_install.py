@@ -41,14 +41,17 @@ def test_installed_wheel_runs_the_demo_from_an_unrelated_folder(wheel, tmp_path)
 
     deps = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     Path(site, "_dependencies.pth").write_text("\n".join(deps) + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SCALECRAFTER_VIDEO_CONFIGS")}
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q", str(wheel)],
+                   check=True, env=env)
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SCALECRAFTER_VIDEO_CONFIGS")}
     where = subprocess.run([str(py), "-c", "import scalecrafter_video, sys; from scalecrafter_video import "
                             "ScaleCrafterConfig, list_presets; print(scalecrafter_video.__file__); "
                             "print(len(list_presets())); ScaleCrafterConfig.preset('zeroscope/1152x640')"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()
+                           cwd=work, env=env, capture_output=True, text=True)
+    assert where.returncode == 0, where.stderr[-2000:]
+    where = where.stdout.split()
     assert where[0].startswith(str(venv)) and int(where[1]) >= 20
     demo = subprocess.run([str(venv / "bin" / "scalecrafter-video"), "demo", "--steps", "2", "--no-gif",
                            "--out", "demo.mp4"], cwd=work, env=env, capture_output=True, text=True)
