@@ -136,13 +136,16 @@ def _pair(value, key: str) -> tuple[int, int] | None:
     return sides[0], sides[1]
 
 
-def _factor(value, where: str) -> float:
-    """One dilation factor: a finite real number >= 1 (ints and floats; not bools, strings, inf or nan).
-
-    Kept separate from :func:`_table` so that a per-axis ``[h, w]`` factor can later be checked
-    element by element with the same rule.
-    """
-    return _real(value, where, low=1.0, expected="a finite number >= 1 (a dilation factor)")
+def _factor(value, where: str) -> float | tuple[float, float]:
+    """One dilation factor: a finite real number >= 1, or ``[height, width]`` of two such numbers
+    (per-axis re-dilation; equal axes collapse to one number)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        items = list(value)
+        if len(items) != 2:
+            raise ConfigError(f"{where} must be a number or [height, width], got {_got(value)}")
+        dh, dw = (_real(v, where, low=1.0, expected="a finite number >= 1 per axis") for v in items)
+        return dh if dh == dw else (dh, dw)
+    return _real(value, where, low=1.0, expected="a finite number >= 1 (a dilation factor), or [height, width]")
 
 
 def _table(value, key: str) -> dict[str, float]:
@@ -365,6 +368,8 @@ class ScaleCrafterConfig:
         for key in ("train_size", "target_size"):
             if d[key] is not None:
                 d[key] = list(d[key])
+        for key in ("dilation", "ndcfg_dilation"):  # per-axis factors as [height, width] lists
+            d[key] = {g: list(f) if isinstance(f, tuple) else f for g, f in d[key].items()}
         return d
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
@@ -394,7 +399,9 @@ class ScaleCrafterConfig:
     ) -> ScaleCrafterConfig:
         """The paper's layer-wise rule for any target size and aspect ratio.
 
-        ``s`` = the larger side ratio target / train. Level 0 (outermost, highest resolution),
+        ``s`` = the larger side ratio target / train sets the taus, the decay and ndcfg; each
+        level's factor follows the rule below per axis (a ``[h, w]`` pair where the side ratios
+        differ, so a side that stays at its training size is not dilated). Level 0 (outermost, highest resolution),
         ``conv_in`` and ``conv_out`` are left alone. For ``s < 3`` every inner level gets ``s``
         (the paper's 1024^2 and 1280^2 tables); for ``s >= 3`` the deepest level gets ``s`` and
         each level outward one less, never below 2, with the progressive decay and a damped
@@ -411,13 +418,15 @@ class ScaleCrafterConfig:
         if s <= 1.0 + 1e-9 or method != "scalecrafter":
             return cls.from_dict({**base, "dilation": {}, "dilate_tau": 0.0}, **overrides)
         s = round(s, 4)
-        deepest = num_levels - 1
-        if s < 3:
-            values = {level: s for level in range(1, num_levels)}
-            tau, progressive = (0.6 if s <= 2 else 0.7), False
-        else:
-            values = {level: max(s - (deepest - level), 2.0) for level in range(1, num_levels)}
-            tau, progressive = 0.7, True
+        tau, progressive = ((0.6 if s <= 2 else 0.7), False) if s < 3 else (0.7, True)
+        # Per axis: the rule on each side ratio alone, so a side at its training size stays undilated;
+        # equal ratios (square targets, or scaled aspect ratios) give the paper's one-number tables.
+        per_axis = [_level_values(round(r, 4), num_levels) for r in (gh / th, gw / tw)]
+        values = {}
+        for level in range(1, num_levels):
+            vh, vw = per_axis[0][level], per_axis[1][level]
+            if max(vh, vw) > 1.0:
+                values[level] = vh if vh == vw else (vh, vw)
         use_ndcfg = (s >= 3) if ndcfg is None else ndcfg
         main = level_table(values, num_levels)
         damped = level_table({lv: d for lv, d in values.items() if lv >= 2}, num_levels) if use_ndcfg else {}
@@ -430,9 +439,23 @@ class ScaleCrafterConfig:
             ndcfg_tau=tau if use_ndcfg else 0.0,
         )
         if disperse:
-            cfg["disperse"] = [g for g, d in main.items() if d >= 3] or list(main)
+            scalar = {g: d for g, d in main.items() if not isinstance(d, tuple)}
+            if not scalar:
+                raise ConfigError("disperse=True: every dilated layer has per-axis factors at this aspect ratio, "
+                                  "and dispersion needs one factor per layer (its transform is for square kernels)")
+            cfg["disperse"] = [g for g, d in scalar.items() if d >= 3] or list(scalar)
             cfg["disperse_tau"] = tau
         return cls.from_dict(cfg, **overrides)
+
+
+def _level_values(s: float, num_levels: int) -> dict[int, float]:
+    """The paper's per-level factor for one side ratio ``s`` (1 where that side needs none)."""
+    deepest = num_levels - 1
+    if s <= 1.0 + 1e-9:
+        return {level: 1.0 for level in range(1, num_levels)}
+    if s < 3:
+        return {level: s for level in range(1, num_levels)}
+    return {level: max(s - (deepest - level), 2.0) for level in range(1, num_levels)}
 
 
 def level_table(values: dict[int, float], num_levels: int) -> dict[str, float]:
@@ -448,8 +471,12 @@ def level_table(values: dict[int, float], num_levels: int) -> dict[str, float]:
     return table
 
 
-def progressive_factor(d: float, remaining: float) -> float:
-    """The paper's decay: ``max(ceil(d * remaining), 2)``; ``remaining`` = (tau - i) / tau in (0, 1]."""
+def progressive_factor(d, remaining: float):
+    """The paper's decay: ``max(ceil(d * remaining), 2)``; ``remaining`` = (tau - i) / tau in (0, 1].
+
+    A per-axis ``(dh, dw)`` decays axis by axis (an axis at 1 stays at 1)."""
+    if isinstance(d, tuple):
+        return tuple(progressive_factor(v, remaining) for v in d)
     if d <= 1:
         return 1.0
     return float(max(math.ceil(d * remaining - 1e-9), 2))

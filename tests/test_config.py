@@ -42,7 +42,6 @@ DAMPED_2048 = {"down.2": 3, "down.3": 4, "mid": 4, "up.0": 4, "up.1": 3}
     ((1024, 1024), TABLE_1024, 0.6, False, None),
     ((1280, 1280), TABLE_1280, 0.7, False, None),
     ((2048, 2048), TABLE_2048, 0.7, True, DAMPED_2048),
-    ((1024, 2048), TABLE_2048, 0.7, True, DAMPED_2048),  # 2048x1024: the larger side ratio
 ])
 def test_auto_schedule_reproduces_the_paper_tables(target, table, tau, progressive, damped):
     cfg = ScaleCrafterConfig.auto((512, 512), target, num_levels=4)
@@ -126,3 +125,24 @@ def test_malformed_configs_are_one_clear_error(tmp_path, text, match):
 def test_unknown_preset_lists_the_available_ones():
     with pytest.raises(ConfigError, match="sd2.1/2048x2048"):
         ScaleCrafterConfig.preset("sd9/1x1")
+
+
+def test_auto_is_per_axis_for_non_square_targets_and_the_preset_keeps_the_paper_table():
+    """2048x1024 from 512^2: the height ratio is 2 (every inner level at 2), the width ratio 4 (the
+    2048 staircase); taus and the decay follow the larger ratio. The shipped sd1.5/2048x1024 preset keeps
+    the official isotropic table."""
+    cfg = ScaleCrafterConfig.auto((512, 512), (1024, 2048), num_levels=4)
+    width = official(TABLE_2048)
+    assert resolved(cfg.dilation) == {k: (2.0, w) if w != 2.0 else 2.0 for k, w in width.items()}
+    assert cfg.dilate_tau == 0.7 and cfg.progressive is True
+    assert resolved(ScaleCrafterConfig.preset("sd1.5/2048x1024").dilation) == width
+
+
+def test_auto_leaves_a_side_at_its_training_size_undilated():
+    cfg = ScaleCrafterConfig.auto((32, 32), (32, 96), num_levels=3, vae_scale_factor=1)
+    assert cfg.dilation and all(isinstance(f, tuple) and f[0] == 1.0 for f in cfg.dilation.values())
+    assert cfg.dilation["mid_block.*"] == (1.0, 3.0) and cfg.dilation["down_blocks.1.*"] == (1.0, 2.0)
+    square = ScaleCrafterConfig.auto((32, 32), (96, 96), num_levels=3, vae_scale_factor=1)
+    assert {g: (f, f) for g, f in square.dilation.items()} == {g: (f[1], f[1]) for g, f in cfg.dilation.items()}
+    with pytest.raises(ConfigError, match="per-axis"):
+        ScaleCrafterConfig.auto((32, 32), (32, 96), num_levels=3, disperse=True)

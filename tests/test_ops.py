@@ -64,8 +64,9 @@ def _bilinear_half_pixel(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return out
 
 
-def _dilated_conv_loops(img: np.ndarray, k: np.ndarray, d: int) -> np.ndarray:
-    """Zero-padded 'same' cross-correlation with dilation d, written as loops."""
+def _dilated_conv_loops(img: np.ndarray, k: np.ndarray, d) -> np.ndarray:
+    """Zero-padded 'same' cross-correlation with dilation d (or (dh, dw)), written as loops."""
+    dh, dw = d if isinstance(d, tuple) else (d, d)
     h, w = img.shape
     out = np.zeros_like(img)
     for y in range(h):
@@ -73,7 +74,7 @@ def _dilated_conv_loops(img: np.ndarray, k: np.ndarray, d: int) -> np.ndarray:
             acc = 0.0
             for ky in range(3):
                 for kx in range(3):
-                    sy, sx = y + (ky - 1) * d, x + (kx - 1) * d
+                    sy, sx = y + (ky - 1) * dh, x + (kx - 1) * dw
                     if 0 <= sy < h and 0 <= sx < w:
                         acc += k[ky, kx] * img[sy, sx]
             out[y, x] = acc
@@ -201,3 +202,37 @@ def test_entropy_scale_paper_example():
     # 512 -> 1024 at the 64^2 level: N = 16384, N_train = 4096.
     assert entropy_scale(16384, 4.0) == pytest.approx(math.sqrt(14 / 12))
     assert entropy_scale(4096, 1.0) == 1.0
+
+
+# ------------------------------------------------------------------ per-axis factors
+@pytest.mark.parametrize("d", [(1, 3), (2, 1), (3, 2)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(16, 16), (17, 23), (9, 31)])
+def test_per_axis_integer_dilation_equals_conv2d_with_dh_dw(d, stride, size):
+    torch.manual_seed(2)
+    x, w, b = torch.randn(1, 2, *size), torch.randn(3, 2, 3, 3), torch.randn(3)
+    ref = F.conv2d(x, w, b, stride, d, d)  # padding (dh, dw), dilation (dh, dw)
+    out = _conv(x, w, b, stride=stride, d=tuple(float(v) for v in d))
+    assert out.shape == F.conv2d(x, w, b, stride, 1).shape
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+def test_per_axis_conv3d_keeps_the_frame_axis():
+    torch.manual_seed(3)
+    x, w = torch.randn(1, 2, 3, 10, 12), torch.randn(4, 2, 1, 3, 3)
+    out = redilated_conv(x, w, None, stride=(1, 1, 1), padding=(0, 1, 1), groups=1, dilation=(1.0, 3.0))
+    torch.testing.assert_close(out, F.conv3d(x, w, None, 1, (0, 1, 3), (1, 1, 3)), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("d,size", [((1.0, 2.5), (7, 9)), ((1.5, 3.0), (10, 8)), ((2.5, 1.25), (9, 6))])
+def test_per_axis_fractional_dilation_matches_hand_computed_reference(d, size):
+    rng = np.random.default_rng(1)
+    img, k = rng.standard_normal(size), rng.standard_normal((3, 3))
+    ints = tuple(math.ceil(v) for v in d)
+    f = tuple(i / v for i, v in zip(ints, d))
+    big = _bilinear_half_pixel(img, round(f[0] * size[0]), round(f[1] * size[1]))
+    ref = _bilinear_half_pixel(_dilated_conv_loops(big, k, ints), *size)
+    x = torch.tensor(img, dtype=torch.float64)[None, None]
+    w = torch.tensor(k, dtype=torch.float64)[None, None]
+    out = _conv(x, w, None, d=d)[0, 0].numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-10)

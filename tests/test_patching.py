@@ -325,3 +325,44 @@ def test_peft_lora_convs_are_dilated_with_their_base_layer():
     assert lora_a.kernel_size == (3, 3)
     keys = [s.key for s in spatial_convs(adapted)]
     assert keys.count("mid_block.resnets.0.conv1") == 2  # base_layer and lora_A act as one conv
+
+
+# ------------------------------------------------------------------ per-axis factors through a whole UNet
+def test_per_axis_factor_through_the_unet_and_progressive_per_axis(unet3d):
+    conv = unet3d.down_blocks[1].resnets[0].conv1
+    captured = {}
+    hook = conv.register_forward_hook(lambda m, i, o: captured.update(x=i[0], y=o))
+    apply_scalecrafter(unet3d, _config(dilation={"down_blocks.1.*": [1, 3]}))
+    _run(unet3d, _video(16, 24))
+    ref = F.conv2d(captured["x"], conv.weight, conv.bias, 1, (1, 3), (1, 3))
+    torch.testing.assert_close(captured["y"], ref, rtol=0, atol=1e-5)
+    hook.remove()
+    owner = _Owner(unet3d)
+    apply_scalecrafter(owner, _config(dilation={"mid_block.*": [1, 4]}, progressive=True))
+    state = scalecrafter_state(owner)
+    got = []
+    for i in range(50):
+        state.begin_call(StepInfo(i, 50), (16, 16))
+        got.append(state.actions.get("mid_block.resnets.0.conv1", (1.0, False))[0])
+    assert got == [(1.0, 4.0)] * 9 + [(1.0, 3.0)] * 9 + [(1.0, 2.0)] * 17 + [1.0] * 15  # the width decays, height stays
+    remove_scalecrafter(owner)
+
+
+def test_dispersion_with_unequal_axes_is_refused(unet3d):
+    with pytest.raises(ConfigError, match="per-axis"):
+        apply_scalecrafter(unet3d, _config(dilation={"mid_block.*": [2, 4]}, disperse=["mid_block.*"], disperse_tau=0.5))
+    assert _leftovers(unet3d) == []
+
+
+def test_per_axis_schedule_round_trips_through_yaml(tmp_path):
+    cfg = _config(dilation={"down_blocks.1.*": [1, 3], "mid_block.*": 2}, ndcfg_dilation={"mid_block.*": [1.5, 2]},
+                  ndcfg_tau=0.5)
+    path = tmp_path / "s.yaml"
+    cfg.to_yaml(path)
+    back = ScaleCrafterConfig.from_yaml(path)
+    assert back.dilation == {"down_blocks.1.*": (1.0, 3.0), "mid_block.*": 2.0}
+    assert back.ndcfg_dilation == {"mid_block.*": (1.5, 2.0)}
+    with pytest.raises(ConfigError, match="height, width"):
+        _config(dilation={"mid_block.*": [1, 2, 3]})
+    with pytest.raises(ConfigError):
+        _config(dilation={"mid_block.*": [0.5, 2]})

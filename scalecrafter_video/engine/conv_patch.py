@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..ops.disperse import disperse_weight
-from ..ops.redilate import redilated_conv
+from ..ops.redilate import as_axes, redilated_conv
 from .layers import ConvSite
 
 __all__ = ["check_conv", "patch_conv", "unpatch_conv"]
@@ -72,16 +72,17 @@ def _forward(state, key: str):
 def _check_extent(state, key: str, d: float, kernel: int, hw) -> None:
     """Warn (once per installation, naming the first such layer) when a factor is too large for the
     feature map: every tap but the centre then reads only zero padding, and the conv acts as 1x1."""
-    reach = math.ceil(d - 1e-9) * (kernel - 1) // 2
-    if reach < max(hw) or state.warned_layers:
-        return
-    state.warned_layers.add(key)
-    warnings.warn(
-        f"{key}: dilation {d:g} on a {hw[0]}x{hw[1]} feature map reaches {reach} pixels from the centre, so every "
-        f"tap but the centre reads padding (the conv acts as 1x1); use a factor below {max(hw)} for this layer "
-        "(warned once; other layers may be affected too)",
-        RuntimeWarning, stacklevel=2,
-    )
+    for axis, (factor, size) in enumerate(zip(as_axes(d), hw)):
+        reach = math.ceil(factor - 1e-9) * (kernel - 1) // 2
+        if factor <= 1.0 or reach < size or state.warned_layers:
+            continue
+        state.warned_layers.add(key)
+        warnings.warn(
+            f"{key}: dilation {factor:g} on a {hw[0]}x{hw[1]} feature map reaches {reach} pixels from the centre "
+            f"along its {('height', 'width')[axis]}, so those taps read only padding; use a factor below {size} "
+            "for this layer (warned once; other layers may be affected too)",
+            RuntimeWarning, stacklevel=3,
+        )
 
 
 def patch_conv(conv: nn.Module, state, key: str, padding: tuple[int, ...]) -> None:

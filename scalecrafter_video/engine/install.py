@@ -166,10 +166,18 @@ def _plans(config: ScaleCrafterConfig, sites) -> dict[str, LayerPlan]:
     dispersed: set[str] = set()
     for glob in config.disperse:
         dispersed.update(s.key for s in match_sites(glob, sites, "disperse"))
-    return {
+    plans = {
         key: LayerPlan(main.get(key, 1.0), damped.get(key, 1.0), key in dispersed)
         for key in set(main) | set(damped) | dispersed
     }
+    for key in dispersed:
+        if isinstance(plans[key].main, tuple) or isinstance(plans[key].damped, tuple):
+            raise ConfigError(
+                f"disperse: {key} has per-axis factors; dispersion is refused there because its least-squares "
+                "transform maps a square kernel at one dilation to a larger square one (give the layer one factor, "
+                "or leave it out of disperse)"
+            )
+    return plans
 
 
 def _install(unet: nn.Module, owner, config: ScaleCrafterConfig) -> _Installation:

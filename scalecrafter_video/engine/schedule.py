@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..config import ScaleCrafterConfig, progressive_factor
 from ..ops.disperse import dispersion_transform
+from ..ops.redilate import as_axes
 from ..trajectory import StepInfo
 from .position import active_steps, window_remaining
 
@@ -16,8 +17,10 @@ __all__ = ["CallStats", "LayerPlan", "ScaleCrafterState"]
 
 @dataclass
 class LayerPlan:
-    main: float = 1.0
-    damped: float = 1.0
+    """A layer's factors (a number, or ``(dh, dw)`` per axis) in the main and the damped pass."""
+
+    main: float | tuple[float, float] = 1.0
+    damped: float | tuple[float, float] = 1.0
     disperse: bool = False
 
 
@@ -60,8 +63,9 @@ class ScaleCrafterState:
         self._first_index = 0
 
     # -- per call ---------------------------------------------------------------------------
-    def _factor(self, base: float, remaining: float | None) -> float:
-        if remaining is None or base <= 1.0:
+    def _factor(self, base, remaining: float | None):
+        """The factor (a number, or ``(dh, dw)`` per axis) at this step; 1.0 when off."""
+        if remaining is None or max(as_axes(base)) <= 1.0:
             return 1.0
         return progressive_factor(base, remaining) if self.config.progressive else base
 
@@ -72,8 +76,8 @@ class ScaleCrafterState:
         actions = {}
         for key, plan in self.plans.items():
             d = self._factor(plan.damped if damped else plan.main, rem)
-            if d > 1.0:
-                actions[key] = (d, plan.disperse and disperse_on and d >= 2.0)
+            if max(as_axes(d)) > 1.0:  # dispersion is only planned for equal axes (checked at apply)
+                actions[key] = (d, plan.disperse and disperse_on and min(as_axes(d)) >= 2.0)
         return actions
 
     def begin_call(self, step: StepInfo, latent_hw: tuple[int, int]) -> None:

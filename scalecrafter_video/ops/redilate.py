@@ -7,6 +7,9 @@ original pixels is ``d' / f = d``; the output is resized back to exactly the siz
 the *undilated* convolution produces (conv arithmetic, so stride-2 layers give
 ``ceil(H / 2)`` on odd sizes and skip connections keep matching).
 
+The factor may differ per axis, ``(dh, dw)``: each axis follows the same rule on its own (integer
+part, resize factor), so ``(1, 3)`` dilates only the width.
+
 Works for 4D inputs ``(n, c, h, w)`` and for 5D ``(b, c, f, h, w)`` inputs of
 ``Conv3d`` whose kernel has spatial extent; the frame axis keeps its own kernel,
 stride, padding and dilation.
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-__all__ = ["conv_output_size", "redilated_conv", "split_dilation"]
+__all__ = ["as_axes", "conv_output_size", "redilated_conv", "split_dilation"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
@@ -34,6 +37,14 @@ def split_dilation(d: float) -> tuple[int, float]:
         raise ValueError(f"dilation must be >= 1, got {d}")
     d_int = math.ceil(d - 1e-9)
     return d_int, d_int / d
+
+
+def as_axes(d) -> tuple[float, float]:
+    """A factor as ``(dh, dw)``: a number applies to both axes."""
+    if isinstance(d, (tuple, list)):
+        dh, dw = d
+        return float(dh), float(dw)
+    return float(d), float(d)
 
 
 def _resize_spatial(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -55,7 +66,7 @@ def redilated_conv(
     stride: tuple[int, ...],
     padding: tuple[int, ...],
     groups: int,
-    dilation: float,
+    dilation: float | tuple[float, float],
     reference_kernel: tuple[int, int] | None = None,
     temporal_dilation: int = 1,
 ) -> torch.Tensor:
@@ -66,7 +77,8 @@ def redilated_conv(
         weight: ``(o, c / groups, kh, kw)`` or ``(o, c / groups, kt, kh, kw)``; may be a
             dispersed (larger) kernel, see ``reference_kernel``.
         stride, padding: the layer's original values (2 or 3 entries, frame axis first for 5D).
-        dilation: spatial dilation factor ``d >= 1``; fractional values are allowed.
+        dilation: spatial dilation factor ``d >= 1``, or ``(dh, dw)`` per axis; fractional values
+            are allowed.
         reference_kernel: spatial kernel of the original layer, which fixes the output size
             (defaults to ``weight``'s own spatial size).
         temporal_dilation: the frame-axis dilation of a 5D layer, kept as it was.
@@ -81,14 +93,14 @@ def redilated_conv(
     h, w = x.shape[-2:]
     out_size = (conv_output_size(h, rh, sh, ph), conv_output_size(w, rw, sw, pw))
 
-    d_int, f = split_dilation(dilation)
-    if f != 1.0:
-        x = _resize_spatial(x, (round(f * h), round(f * w)))
-    pad_h, pad_w = d_int * (kh - 1) // 2, d_int * (kw - 1) // 2
+    (dh, fh), (dw, fw) = (split_dilation(v) for v in as_axes(dilation))
+    if fh != 1.0 or fw != 1.0:
+        x = _resize_spatial(x, (round(fh * h), round(fw * w)))
+    pad_h, pad_w = dh * (kh - 1) // 2, dw * (kw - 1) // 2
     if x.ndim == 4:
-        y = F.conv2d(x, weight, bias, (sh, sw), (pad_h, pad_w), (d_int, d_int), groups)
+        y = F.conv2d(x, weight, bias, (sh, sw), (pad_h, pad_w), (dh, dw), groups)
     else:
         y = F.conv3d(
-            x, weight, bias, (stride[0], sh, sw), (padding[0], pad_h, pad_w), (temporal_dilation, d_int, d_int), groups
+            x, weight, bias, (stride[0], sh, sw), (padding[0], pad_h, pad_w), (temporal_dilation, dh, dw), groups
         )
     return _resize_spatial(y, out_size)
