@@ -156,15 +156,16 @@ def load_fvd_model(mode: str, weights):
 def configs_for(method, pipe, size, levels):
     """The ScaleCrafter config of a method at a size (None for the bicubic baseline)."""
     auto = lambda **kw: ScaleCrafterConfig.auto(pipe.train_size, size, num_levels=levels, vae_scale_factor=1, **kw)  # noqa: E731
-    return {
-        "direct": auto(method="direct"),
-        "attn-sf": auto(method="attn-sf"),
-        "bicubic": None,
-        "scalecrafter": auto(ndcfg=False),
-        "ndcfg": auto(ndcfg=True),
-        "disperse": auto(ndcfg=True, disperse=True),
-        "lr": auto(ndcfg=True),
-    }[method]
+    builders = {  # built lazily: dispersion refuses a size whose layers are all per-axis
+        "direct": lambda: auto(method="direct"),
+        "attn-sf": lambda: auto(method="attn-sf"),
+        "bicubic": lambda: None,
+        "scalecrafter": lambda: auto(ndcfg=False),
+        "ndcfg": lambda: auto(ndcfg=True),
+        "disperse": lambda: auto(ndcfg=True, disperse=True),
+        "lr": lambda: auto(ndcfg=True),
+    }
+    return builders[method]()
 
 
 def generate(method, pipe, config, prompts, size, seed, call, lr_fraction):
