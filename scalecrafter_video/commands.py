@@ -68,9 +68,10 @@ def add_model_arguments(parser) -> None:
 
 def model_options(args) -> dict:
     """The family options given on the command line (only those set)."""
-    pairs = {"motion_bucket_id": args.motion_bucket_id, "fps": args.cond_fps,
-             "noise_aug_strength": args.noise_aug_strength, "min_guidance_scale": args.min_guidance}
-    return {k: v for k, v in pairs.items() if v is not None}
+    from .model_inputs import OPTION_FLAGS
+
+    values = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in OPTION_FLAGS.items()}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def resolve_device(name: str):
@@ -153,8 +154,8 @@ def render(pipe, config: ScaleCrafterConfig, prompt: str, seed: int, lr_guidance
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .export import check_output_path, side_by_side, write_json, write_video
-    from .export import check_free_space, sweep_stale_temporaries
+    from .export import (check_free_space, check_output_path, side_by_side, sweep_stale_temporaries, write_json,
+                         write_video)
     from .model_inputs import check_model_inputs, check_sampling_numbers, check_text, family_name, load_image
     from .pipelines import load_pipeline
 
@@ -177,7 +178,8 @@ def run_generate(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, device=device, dtype=dtype, model_config=args.model_config, clip_path=args.clip,
                          motion_adapter=args.motion_adapter)
     check_model_inputs(pipe, image, options)
-    check_sampling_numbers(**numbers, max_steps=getattr(getattr(pipe.scheduler, "config", None), "num_train_timesteps", None))
+    check_sampling_numbers(steps=args.steps,
+                           max_steps=getattr(getattr(pipe.scheduler, "config", None), "num_train_timesteps", None))
     height = pipe.train_size[0] if args.height is None else args.height
     width = pipe.train_size[1] if args.width is None else args.width
     pipe.check_size(height, width)
@@ -207,7 +209,7 @@ def run_generate(args: argparse.Namespace) -> int:
         "height": height, "width": width, "frames": int(video.shape[0]), "fps": fps, "compare": args.compare,
         "lr_guidance": args.lr_guidance, "family": family_name(pipe), "image": args.image,
         "motion_adapter": args.motion_adapter, "options": options,
-        "steps": args.steps or pipe.defaults.get("num_inference_steps"),
+        "steps": pipe.defaults.get("num_inference_steps") if args.steps is None else args.steps,
         "guidance": pipe.defaults.get("guidance_scale") if args.guidance is None else args.guidance,
         "eta": pipe.defaults.get("eta") if args.eta is None else args.eta, "dtype": str(dtype), "device": str(device),
         "config": config.to_dict(), "seconds": round(time.perf_counter() - started, 2), "versions": _versions(),

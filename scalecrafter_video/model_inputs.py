@@ -12,7 +12,15 @@ from pathlib import Path
 
 from .errors import ScaleCrafterError
 
-__all__ = ["check_model_inputs", "check_sampling_numbers", "check_text", "family_name", "load_image"]
+# Family options (the pipelines' keyword) and the command-line flag that sets each.
+OPTION_FLAGS = {
+    "motion_bucket_id": "--motion-bucket-id",
+    "fps": "--cond-fps",
+    "noise_aug_strength": "--noise-aug-strength",
+    "min_guidance_scale": "--min-guidance",
+}
+
+__all__ = ["OPTION_FLAGS", "check_model_inputs", "check_sampling_numbers", "check_text", "family_name", "load_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -53,7 +61,7 @@ def check_model_inputs(pipe, image, options: dict) -> None:
     accepted = tuple(getattr(getattr(pipe, "family", None), "options", ()) or ())
     unknown = sorted(k for k in options if k not in accepted)
     if unknown:
-        flags = ", ".join("--" + k.replace("_", "-").replace("fps", "cond-fps") for k in unknown)
+        flags = ", ".join(OPTION_FLAGS.get(k, k) for k in unknown)
         raise ScaleCrafterError(f"{flags}: not an option of {family_name(pipe)}"
                                 + (f" (it takes {', '.join(accepted)})" if accepted else ""))
 

@@ -411,12 +411,6 @@ def init_distributed(device_name: str) -> Dist:
 
 
 # --------------------------------------------------------------------------- rendering one item
-def _file_sha256(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _render_frames(pipe, config, item: Item, call: dict, chunk_size: int, tile_size: int | None) -> np.ndarray:
     """One item through the pipeline protocol: every pipeline takes ``chunk_size`` / ``tile_size``
     (or refuses them with a clear error) and stops on non-finite latents."""
@@ -598,6 +592,7 @@ def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptE
     from tqdm.auto import tqdm
 
     from .commands import build_config, model_options, resolve_dtype
+    from .metrics.i3d import sha256_file
     from .model_inputs import check_model_inputs, family_name, load_image
     from .pipelines import load_pipeline
 
@@ -622,7 +617,7 @@ def _run(args, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptE
     call = dict(num_inference_steps=steps, guidance_scale=guidance, eta=eta, **options)
     if image is not None:
         call["image"] = image
-    image_hash = _file_sha256(args.image) if args.image is not None else None
+    image_hash = sha256_file(Path(args.image)) if args.image is not None else None
     meta = dict(family=family_name(pipe), image=args.image, image_sha256=image_hash, options=options,
                 motion_adapter=args.motion_adapter, dtype=str(dtype), device=str(device))
 

@@ -95,13 +95,15 @@ def _bad(tmp_path, models):
         "adapter on a video folder": ([str(models["svd"])], ["--motion-adapter", str(models["adapter"])],
                                       "Stable Diffusion"),
         "adapter missing": ([str(models["sd"])], ["--motion-adapter", str(tmp_path)], "not a MotionAdapter"),
+        "min guidance on animatediff": ([str(models["animatediff"])], ["--min-guidance", "2"],
+                                        "--min-guidance: not an option"),
         "tile on animatediff": ([str(models["animatediff"])], ["--tile-size", "8"], "--tile-size"),
     }
 
 
 @pytest.mark.parametrize("case", ["no image for svd", "image for text-only", "missing image", "unreadable image",
                                   "wrong image type", "svd option on animatediff", "adapter on a video folder",
-                                  "adapter missing", "tile on animatediff"])
+                                  "adapter missing", "min guidance on animatediff", "tile on animatediff"])
 def test_family_input_errors_are_one_line(models, tmp_path, capsys, case):
     model, extra, match = _bad(tmp_path, models)[case]
     before = sorted(p.name for p in tmp_path.iterdir())

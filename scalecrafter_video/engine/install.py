@@ -14,6 +14,7 @@ exactly that. A failing ``apply`` leaves the previous installation in place.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,16 @@ NATIVE_SIZES = {
 
 
 # ----------------------------------------------------------------------------- UNet hooks
+@functools.lru_cache(maxsize=None)
+def _forward_parameters(cls: type) -> tuple[inspect.Signature, list[str]]:
+    """``forward``'s signature and parameter names of a UNet class (read once per class, not per call)."""
+    sig = inspect.signature(cls.forward)
+    return sig, [p for p in sig.parameters if p != "self"]
+
+
 def _bind(unet: nn.Module, args, kwargs):
-    sig = inspect.signature(type(unet).forward)
+    sig, names = _forward_parameters(type(unet))
     bound = sig.bind_partial(unet, *args, **kwargs)
-    names = [p for p in sig.parameters if p != "self"]
     sample = bound.arguments.get(names[0])
     t = bound.arguments.get(names[1]) if len(names) > 1 else None
     if t is None:
@@ -59,13 +66,13 @@ def _make_hooks(state: ScaleCrafterState):
         if state.in_damped_pass:
             return None
         sample, t = _bind(unet, args, kwargs)
-        if state.config.method == "scalecrafter":
+        state.batch = sample.shape[0]
+        try:
             step = resolve_step(state.tracker, t)
-        else:  # Attn-SF needs no step; keep the position for the no-op check when it is known
-            try:
-                step = resolve_step(state.tracker, t)
-            except ConfigError:
-                step = None
+        except ConfigError:
+            if state.config.method == "scalecrafter":
+                raise
+            step = None  # Attn-SF needs no step; the position only feeds the no-op check
         if step is None:
             state.step = None
             state.pixel_ratio = sample.shape[-2] * sample.shape[-1] / state.train_latent_area
@@ -86,10 +93,8 @@ def _make_hooks(state: ScaleCrafterState):
         try:
             if not (state.ndcfg_on and state.step.cfg):
                 return None
-            sample, _ = _bind(unet, args, kwargs)
-            batch = sample.shape[0]
             with state.damped_pass():
-                damped = unet(*uncond_half(args, batch), **uncond_half(kwargs, batch))
+                damped = unet(*uncond_half(args, state.batch), **uncond_half(kwargs, state.batch))
             return with_output_tensor(output, combine_damped(output_tensor(output), output_tensor(damped)))
         finally:
             state.end_call()

@@ -57,6 +57,7 @@ class ScaleCrafterState:
         self.acted = False  # anything done in the current trajectory (Attn-SF hooks set it too)
         self.stats = CallStats()
         self.step: StepInfo | None = None
+        self.batch = 0  # leading dim of the current call's sample (the CFG batch 2B)
         self._warned = False
         self.warned_layers: set[str] = set()
         self._last_index = None

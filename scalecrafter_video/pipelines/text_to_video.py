@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from tqdm.auto import tqdm
 
-from ..errors import ModelLoadError, NonFiniteError, ScaleCrafterError
+from ..errors import ModelLoadError, ScaleCrafterError
 from .protocol import resolve_call
 from .sampling import sample_loop
 
@@ -180,9 +180,6 @@ class TextToVideoPipeline:
             guidance_scale=guidance, eta=eta, start_step=start_step, generator=generator,
             progress=progress, callback=callback,
         )
-        if not torch.isfinite(latents).all():
-            raise NonFiniteError(f"non-finite latents ({int((~torch.isfinite(latents)).sum())} NaN/inf values) after "
-                                 "sampling: guidance too large, a bad eta, or float16 overflow (try --dtype float32)")
         if output_type == "latent":
             return latents
         return self.decode(latents, chunk_size=chunk_size, tile_size=tile_size)
