@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scalecrafter_video.data import COLOURS, DIRECTIONS, SHAPES, render_scene, scene_from_prompt
-from scalecrafter_video.data.scenes import to_uint8
+from scalecrafter_video.demo import COLOURS, DIRECTIONS, SHAPES, render_scene, scene_from_prompt
+from scalecrafter_video.demo.scenes import to_uint8
 from scalecrafter_video.export import write_video
 
 model, run_dir, n, scale, frames = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
