@@ -4,7 +4,7 @@
 #   scripts/fvd_demo.sh [RUN_DIR]          (default runs/fvd-demo)
 #
 # 1. writes N demo-grammar prompts ("a red circle moving left", ...) to RUN_DIR/prompts.txt;
-# 2. renders the ground truth of each prompt (scalecrafter_video.data, analytic scenes) at the
+# 2. renders the ground truth of each prompt (scalecrafter_video.demo.scenes, analytic scenes) at the
 #    target size into RUN_DIR/reference/ (mp4);
 # 3. runs scripts/fvd_run.sh: ScaleCrafter and Direct-Inf at 2x the native side, FVD each vs reference.
 #
