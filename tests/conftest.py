@@ -4,12 +4,14 @@ Sections:
   1. paths and thread limits      ``repo_root``, the autouse ``one_thread`` (torch + OpenBLAS)
   2. subprocess environment        ``subprocess_env``: for tests that run the CLI / scripts in a new process
   3. tiny diffusers models         ``tiny`` (builders of every family), ``tiny_t2v_folder``
-  4. LDM checkpoints               ``ldm`` (LVDM / VideoCrafter configs, random checkpoints, folders)
+  4. LDM checkpoints               ``ldm`` (LVDM / VideoCrafter configs, UNets, random checkpoints),
+                                   ``lvdm_folder``, ``videocrafter_folder``
   5. FVD                           ``tiny_i3d``, ``tiny_i3d_weights``, ``videos`` (small video files)
 
 Everything is seeded random weights built in code: no hub, no network. Builders are methods of
 session-scoped objects, so a test that needs several models (or a parameter) calls them; expensive
-folders that several modules share (``tiny_t2v_folder``) are session-scoped fixtures built once.
+folders that several modules share (``tiny_t2v_folder``, ``lvdm_folder``, ``videocrafter_folder``) are
+session-scoped fixtures built once.
 """
 
 from __future__ import annotations
@@ -344,8 +346,9 @@ class TinyModels:
         from diffusers import MotionAdapter
 
         torch.manual_seed(seed + 3)
-        adapter = MotionAdapter(block_out_channels=(16, 32, 32), motion_layers_per_block=2, motion_num_attention_heads=2,
-                                motion_norm_num_groups=8, motion_max_seq_length=32, use_motion_mid_block=False)
+        adapter = MotionAdapter(block_out_channels=(16, 32, 32), motion_layers_per_block=2,
+                                motion_num_attention_heads=2, motion_norm_num_groups=8, motion_max_seq_length=32,
+                                use_motion_mid_block=False)
         self.randomize_zero_inits(adapter)
         return adapter.eval()
 
@@ -423,7 +426,8 @@ class TinyModels:
         torch.manual_seed(seed)
         unet = I2VGenXLUNet(
             sample_size=sample_size, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=2,
-            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
             norm_num_groups=8, cross_attention_dim=32, attention_head_dim=4)
         self.randomize_zero_inits(unet)
         return unet.eval()
@@ -512,7 +516,8 @@ class LDMModels:
                     "video_length": 4, "channels": 4, "cond_stage_trainable": False, "conditioning_key": "crossattn",
                     "scale_by_std": False, "scale_factor": 0.18215, "use_ema": False,
                     "unet_config": {"target": "lvdm.models.modules.openaimodel3d.UNetModel", "params": unet},
-                    "first_stage_config": {"target": "lvdm.models.autoencoder.AutoencoderKL", "params": self.VAE_PARAMS},
+                    "first_stage_config": {"target": "lvdm.models.autoencoder.AutoencoderKL",
+                                           "params": self.VAE_PARAMS},
                     "cond_stage_config": {"target": "lvdm.models.modules.condition_modules.FrozenCLIPEmbedder"},
                 },
             }
@@ -579,7 +584,8 @@ class LDMModels:
         params = self.videocrafter_config(v2, **overrides)["model"]["params"]["unet_config"]["params"]
         return self.randomize_(UNetModel(**params), seed).eval()
 
-    def write_checkpoint(self, config_path: Path, ckpt_path: Path, seed: int = 0, clip_folder: Path | None = None) -> dict:
+    def write_checkpoint(self, config_path: Path, ckpt_path: Path, seed: int = 0,
+                         clip_folder: Path | None = None) -> dict:
         """Random weights for every part, saved as ``{'state_dict': ...}`` with the research prefixes.
 
         LVDM: the text encoder weights come from ``clip_folder`` (``cond_stage_model.transformer.*``,
@@ -675,6 +681,18 @@ class LDMModels:
 def ldm() -> LDMModels:
     """Tiny LVDM / VideoCrafter configs, UNets, checkpoints and folders (see :class:`LDMModels`)."""
     return LDMModels()
+
+
+@pytest.fixture(scope="session")
+def lvdm_folder(ldm, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """``(ckpt, yaml, clip folder)`` of the tiny LVDM model (seed 0), built once. Read-only: copy to change."""
+    return ldm.lvdm_folder(tmp_path_factory.mktemp("lvdm"))
+
+
+@pytest.fixture(scope="session")
+def videocrafter_folder(ldm, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """``(ckpt, yaml, tokenizer folder)`` of the tiny VideoCrafter2 model (seed 0), built once. Read-only."""
+    return ldm.videocrafter_folder(tmp_path_factory.mktemp("vc2"))
 
 
 # ============================================================================ 5. FVD: tiny I3D and video files
