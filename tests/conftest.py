@@ -98,6 +98,92 @@ def subprocess_env() -> dict[str, str]:
 
 
 # ============================================================================ 3. tiny diffusers models
+# What the tiny video pipelines do inside (observed; tests of the engine rely on it). ------------------------
+#
+# UNet-call facts, observed with `pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)` during __call__ with
+# CFG on (guidance 2.0; SVD min/max_guidance_scale 1.0/3.0), batch 1, F=3 frames, 3 steps, native 16x16 pixels
+# (h = w = 8 latent; at 2x everything spatial doubles: h = w = 16). B2 = 2 = CFG batch, halves ordered
+# [uncond, cond]. In every pipeline `sample` and the timestep are passed POSITIONALLY (args[0], args[1]);
+# everything else by keyword.
+#
+#   AnimateDiffPipeline -> UNetMotionModel.forward(sample, timestep, encoder_hidden_states, timestep_cond, ...)
+#     sample                  (2, 4, F, h, w)   = (batch, channels, frames, h, w)
+#     timestep                0-d int64 tensor; DDIM (steps_offset=1, leading): 3 steps 667, 334, 1; 2 steps 501, 1
+#     encoder_hidden_states   (2*F, 16, 32)  ALREADY repeated per frame by the pipeline
+#                             (cat([neg, pos]).repeat_interleave(F, 0): F uncond rows, then F cond rows)
+#     added_cond_kwargs None, cross_attention_kwargs None (no return_dict kwarg; pipeline uses `.sample`)
+#     pipe.do_classifier_free_guidance: True (Python bool); scheduler.step_index: no such attribute
+#
+#   AnimateDiffSDXLPipeline -> UNetMotionModel.forward(sample, timestep, encoder_hidden_states, timestep_cond, ...)
+#     sample                  (2, 4, F, h, w)   = (batch, channels, frames, h, w)
+#     timestep                0-d int64 tensor; 667, 334, 1 (DDIM as above)
+#     encoder_hidden_states   (2*F, 16, 64)  per frame (repeat_interleave F); 64 = text_encoder 32 + text_encoder_2 32
+#     added_cond_kwargs       {"text_embeds": (2, 32) pooled, per video (NOT per frame),
+#                              "time_ids": (2, 6) = [H, W, 0, 0, H, W] in PIXELS, e.g. [16,16,0,0,16,16]; 2x: 32s}
+#     timestep_cond None, cross_attention_kwargs None, return_dict False
+#     pipe.do_classifier_free_guidance: True (Python bool); scheduler.step_index: no such attribute
+#
+#   StableVideoDiffusionPipeline -> UNetSpatioTemporalConditionModel.forward(sample, timestep, encoder_hidden_states,
+#                                                                            added_time_ids, return_dict)
+#     sample                  (2, F, 8, h, w)   = (batch, FRAMES, channels, h, w); channels 8 = 4 noisy latents
+#                             (already scale_model_input-ed) + 4 image latents (vae latent_dist.mode(), NOT multiplied
+#                             by scaling_factor; uncond half all zeros), concatenated on dim 2
+#     timestep                0-d float32 tensor, continuous = 0.25*ln(sigma): 3 steps 1.6378, 0.6867, -1.5537
+#                             (karras sigmas 700 -> 0.002)
+#     encoder_hidden_states   (2, 1, 32)  CLIP image embedding, per video (UNet repeats it per frame); uncond = zeros
+#     added_time_ids          (2, 3) = [fps-1, motion_bucket_id, noise_aug_strength] = [6, 127, 0.02] for both halves
+#     return_dict False
+#     pipe.do_classifier_free_guidance: 0-d bool TENSOR (tensor(True)): during the loop pipe.guidance_scale is the
+#         per-frame tensor linspace(min, max, F) of shape (1, F, 1, 1, 1); scheduler.step_index: 0, 1, 2 (an int,
+#         already set by scale_model_input at UNet-call time)
+#
+#   I2VGenXLPipeline -> I2VGenXLUNet.forward(sample, timestep, fps, image_latents, image_embeddings,
+#                                            encoder_hidden_states, ...)   NB 3rd/4th params are fps, image_latents
+#     sample                  (2, 4, F, h, w)   = (batch, channels, frames, h, w)
+#     timestep                0-d int64 tensor; 667, 334, 1 (DDIM)
+#     encoder_hidden_states   (2, 16, 32)  text, per video (NOT per frame)
+#     fps                     (2,) int64 [16, 16] (target_fps)
+#     image_latents           (2, 4, F, h, w): frame 0 = vae latent * scaling_factor, frames k>=1 = constant k/(F-1);
+#                             identical in both CFG halves
+#     image_embeddings        (2, 1, 32) CLIP image embedding; uncond half zeros
+#     cross_attention_kwargs None, return_dict False
+#     (inside, the spatial cross-attention context is 16 text + 64 image-latent + 4 image-embedding = 84 tokens)
+#     pipe.do_classifier_free_guidance: True (Python bool); scheduler.step_index: no such attribute
+#
+# Temporal modules (module-name prefixes, `*` = any index). "Over frames": the Attention's query is
+# (batch*h*w, F, C), seen in hooks. Spatial attentions (`*.attentions.*.transformer_blocks.*.attn1/attn2`) get
+# (batch*F, h*w, C) and are not listed.
+#
+#   AnimateDiff (SD1.5 and SDXL): AnimateDiffTransformer3D at
+#       down_blocks.*.motion_modules.*, up_blocks.*.motion_modules.*, mid_block.motion_modules.* (SD1.5 only; the SDXL
+#       adapter has use_motion_mid_block=False)
+#     over frames: <prefix>.transformer_blocks.*.attn1 AND .attn2 (both SELF-attention over frames, kv None)
+#     temporal-kernel convs: none (no Conv3d/Conv1d in the UNet or VAE)
+#     tiny counts: SD1.5 21 motion modules (8 down, 1 mid, 12 up); SDXL 15 (6 down, 9 up)
+#
+#   SVD: TransformerSpatioTemporalModel at {down_blocks.*, mid_block, up_blocks.*}.attentions.*
+#     over frames: <...>.attentions.*.temporal_transformer_blocks.*.attn1 (self) and .attn2 (CROSS-attention, query
+#         over frames, kv = image embedding (batch*h*w, 1, 32)); TemporalBasicTransformerBlock; frame position via
+#         <...>.attentions.*.time_pos_embed / time_proj
+#     temporal-kernel convs (Conv3d kernel (3,1,1), padding (1,0,0)):
+#         {down_blocks.*, mid_block, up_blocks.*}.resnets.*.temporal_res_block.conv1 / .conv2 (TemporalResnetBlock
+#         inside SpatioTemporalResBlock, whose 2D half is .spatial_res_block)
+#     spatial/temporal blenders (AlphaBlender, no conv): <...>.attentions.*.time_mixer, <...>.resnets.*.time_mixer
+#     VAE (AutoencoderKLTemporalDecoder) temporal convs, Conv3d (3,1,1): decoder.time_conv_out,
+#         decoder.mid_block.resnets.*.temporal_res_block.conv1/conv2,
+#         decoder.up_blocks.*.resnets.*.temporal_res_block.conv1/conv2
+#
+#   I2VGenXL:
+#     over frames (all SELF-attention, kv None):
+#         image_latents_temporal_encoder.attn1 (I2VGenXLTransformerTemporalEncoder on the image latents, C = 4)
+#         transformer_in.transformer_blocks.*.attn1 / .attn2 (TransformerTemporalModel after conv_in)
+#         {down_blocks.*, mid_block, up_blocks.*}.temp_attentions.*.transformer_blocks.*.attn1 / .attn2
+#     temporal-kernel convs (Conv3d kernel (3,1,1), padding (1,0,0)), TemporalConvLayer at
+#         {down_blocks.*, mid_block, up_blocks.*}.temp_convs.*: conv1.2, conv2.3, conv3.3, conv4.3
+#         (conv1 = Sequential(GroupNorm, SiLU, Conv3d); conv2..4 = Sequential(GroupNorm, SiLU, Dropout, Conv3d))
+#     VAE: plain AutoencoderKL, no temporal layers.
+
+
 class TinyModels:
     """Builders of tiny seeded random-weight diffusers models and pipelines of every family.
 
