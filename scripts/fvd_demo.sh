@@ -65,7 +65,8 @@ ref = run_dir / "reference"
 ref.mkdir(exist_ok=True)
 for i, prompt in enumerate(prompts):
     scene = scene_from_prompt(prompt, rng, frames=frames, aspect=width / height)
-    write_video(to_uint8(render_scene(scene, height, width, frames)), ref / f"{i:05d}.mp4", fps=8)
+    # deterministic: a resumed run writes the same reference again over its own previous files
+    write_video(to_uint8(render_scene(scene, height, width, frames)), ref / f"{i:05d}.mp4", fps=8, overwrite=True)
 print(height, width)
 EOF
 )
