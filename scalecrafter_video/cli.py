@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "scalecrafter_video.metrics.cli",
     "scalecrafter_video.demo",
     "scalecrafter_video.render",
+    "scalecrafter_video.webapp.command",
 ]
 
 
