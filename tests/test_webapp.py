@@ -243,3 +243,47 @@ def test_progress_follows_the_denoising_steps(served):
 def test_one_generation_at_a_time(served):
     generate = [fn for fn in served.app.fns.values() if fn.api_name == "generate"]
     assert len(generate) == 1 and generate[0].concurrency_limit == 1
+
+
+def test_an_image_for_a_text_model_is_a_message(served, tmp_path):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    png = tmp_path / "first.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(png)
+    *_, status = _call(served.client, image_v=handle_file(str(png)))
+    assert status.startswith("**Error:**") and "text-only model" in status and "Input image" in status, status
+    assert list(served.cwd.iterdir()) == []
+    assert any((served.out / ".uploads").rglob("*.png"))  # the upload landed under --out-dir, like everything else
+
+
+def test_a_failing_run_is_a_message_and_the_app_keeps_serving(served, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("the sampler broke\nsecond line of detail")
+
+    monkeypatch.setattr(webapp, "render_video", boom)
+    left, right, files, _, status = _call(served.client, size_v="32x32", frames_v=2, steps_v=1)
+    assert status == "**Error:** generation failed (RuntimeError: the sampler broke)", status
+    assert _value(left) is None and _value(right) is None and files is None
+    monkeypatch.undo()
+    *_, status = _call(served.client, size_v="32x32", frames_v=2, steps_v=1)
+    assert status.startswith("Done in"), status
+
+
+def test_a_busy_port_is_one_error_line(tmp_path):
+    import socket
+
+    if GRADIO is not None:
+        pytest.skip(GRADIO)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "scalecrafter_video", "ui", "--port", str(port), "--out-dir",
+                               str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == (f"error: cannot listen on 127.0.0.1:{port}: the port is in use or the address is not this "
+                         "machine's; choose another --port (or --host)"), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -496,7 +496,7 @@ def import_gradio():
 
 
 def serve(studio: Studio, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True,
-          quiet: bool = False):
+          quiet: bool = False, announce: str | None = None):
     """Start the app on ``host:port`` (``port=None``: a free one); returns ``(app, url)`` when not blocking.
 
     Outputs are served from ``studio.out_dir`` in place (no copies); uploads go under
@@ -516,8 +516,11 @@ def serve(studio: Studio, host: str = "127.0.0.1", port: int | None = 7860, *, b
         _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=True, share=False,
                                inbrowser=False, quiet=quiet, show_error=False, ssr_mode=False, mcp_server=False,
                                theme=theme, css=CSS, footer_links=["api"])
-    except OSError as exc:  # the port is taken, or the address is not this machine's
-        raise ScaleCrafterError(f"cannot listen on {host}:{port}: {exc}") from None
+    except OSError:  # the port is taken, or the address is not this machine's
+        raise ScaleCrafterError(f"cannot listen on {host}:{port}: the port is in use or the address is not this "
+                                "machine's; choose another --port (or --host)") from None
+    if announce:
+        print(f"{announce}; open {url}  (Ctrl-C to stop)", flush=True)
     if not block:
         return app, url
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import ScaleCrafterError
 
@@ -39,13 +40,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and any(v is not None for v in (args.model_config, args.clip, args.motion_adapter)):
         raise ScaleCrafterError("--model-config, --clip and --motion-adapter need --model")
     from ..export import check_output_path
-    from pathlib import Path
 
     check_output_path(Path(args.out_dir) / "probe.mp4", what="--out-dir")  # writable, not under a file
     pipe, name = load_model(args.model, device=args.device, dtype=args.dtype, model_config=args.model_config,
                             clip=args.clip, motion_adapter=args.motion_adapter)
     studio = Studio(pipe, name, args.out_dir, demo=args.model is None)
-    print(f"scalecrafter-video ui: {name} (native {pipe.train_size[0]}x{pipe.train_size[1]}); outputs in "
-          f"{args.out_dir}; open http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    serve(studio, args.host, args.port, block=True, quiet=True)
+    serve(studio, args.host, args.port, block=True, quiet=True,
+          announce=f"scalecrafter-video ui: {name} (native {pipe.train_size[0]}x{pipe.train_size[1]}), "
+                   f"outputs in {args.out_dir}")
     return 0
