@@ -154,6 +154,21 @@ def test_edited_yaml_is_the_schedule_that_runs(demo_pipe, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([video.name, f"{video.name}.json"])
 
 
+@needs_demo
+def test_lr_guidance_with_compare(demo_pipe, tmp_path):
+    from scalecrafter_video.video_io import read_video
+
+    pipe, name = demo_pipe
+    studio = Studio(pipe, name, tmp_path / "out", demo=True)
+    result = studio.generate(_request(size="64x64", frames=2, steps=4, lr_guidance=0.5, compare=True))
+    assert [label for label, _ in result.videos] == ["Direct-Inf", "ScaleCrafter + LR"]
+    (_, direct), (_, lr) = result.videos
+    assert direct.name.endswith("_direct.mp4") and lr.name.endswith("_scalecrafter-lr.mp4")
+    assert json.loads(Path(f"{lr}.json").read_text())["lr_guidance"] == 0.5
+    assert json.loads(Path(f"{direct}.json").read_text())["lr_guidance"] is None
+    assert read_video(lr).shape == (2, 64, 64, 3)
+
+
 # --------------------------------------------------------------------------- the running app
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, demo_pipe):

@@ -436,13 +436,16 @@ def build_app(studio: Studio):
                 files = gr.File(label="Downloads (mp4 + sidecar JSON)", file_count="multiple", interactive=False)
                 ran = gr.Code(language="yaml", label="Schedule that ran", interactive=False, lines=10)
 
-        def refresh_schedule(size_v, method_v, schedule_v):
+        def refresh_schedule(size_v, method_v, schedule_v, status_v):
+            """The resolved schedule for the current fields; a field it cannot use is named in the status
+            (and that message is cleared again once the fields are fine)."""
             if schedule_v == EDITED:
                 return gr.skip(), gr.skip()
             try:
-                return studio.schedule_yaml(size_v, method_v, schedule_v, None), gr.skip()
+                text = studio.schedule_yaml(size_v, method_v, schedule_v, None)
             except Exception as exc:  # noqa: BLE001 - shown in the page, never raised
                 return "", _error(failure_message(exc))
+            return text, ("" if (status_v or "").startswith(_error("")) else gr.skip())
 
         def generate(prompt_v, negative_v, image_v, size_v, frames_v, steps_v, guidance_v, seed_v, method_v,
                      schedule_v, yaml_v, lr_v, compare_v, progress=gr.Progress(track_tqdm=True)):
@@ -465,11 +468,11 @@ def build_app(studio: Studio):
                     [str(f) for f in result.files], result.schedule_yaml, result.summary)
 
         for trigger in (size.change, method.change, schedule.change):
-            trigger(refresh_schedule, [size, method, schedule], [schedule_yaml, status], queue=False,
+            trigger(refresh_schedule, [size, method, schedule, status], [schedule_yaml, status], queue=False,
                     show_progress="hidden", api_visibility="private")
         schedule_yaml.input(lambda: EDITED, None, schedule, queue=False, show_progress="hidden",
                             api_visibility="private")
-        app.load(refresh_schedule, [size, method, schedule], [schedule_yaml, status], queue=False,
+        app.load(refresh_schedule, [size, method, schedule, status], [schedule_yaml, status], queue=False,
                  api_visibility="private")
         run.click(generate, [prompt, negative, image, size, frames, steps, guidance, seed, method, schedule,
                              schedule_yaml, lr, compare], [left, right, files, ran, status], api_name="generate",
