@@ -31,6 +31,13 @@ except ImportError as exc:  # the optional [ui] extra
     GRADIO = f"gradio is not installed (pip install -e '.[ui]'): {exc}"
 
 
+def _require_gradio():
+    if GRADIO is not None:
+        if os.environ.get("SCALECRAFTER_REQUIRE_UI") == "1":  # .ci/run installs the [ui] extra: no silent skip
+            pytest.fail(f"SCALECRAFTER_REQUIRE_UI=1 but {GRADIO}")
+        pytest.skip(GRADIO)
+
+
 # --------------------------------------------------------------------------- without Gradio
 def test_package_and_cli_work_without_gradio():
     """Gradio is imported only by `ui`: with it blocked, the CLI builds and `ui` says how to install it."""
@@ -172,10 +179,7 @@ def test_lr_guidance_with_compare(demo_pipe, tmp_path):
 # --------------------------------------------------------------------------- the running app
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, demo_pipe):
-    if GRADIO is not None:
-        if os.environ.get("SCALECRAFTER_REQUIRE_UI") == "1":  # CI installs the [ui] extra: no silent skip there
-            pytest.fail(f"SCALECRAFTER_REQUIRE_UI=1 but {GRADIO}")
-        pytest.skip(GRADIO)
+    _require_gradio()
     if not (DEMO_MODEL_DIR / "model_index.json").is_file():
         pytest.skip("demo model not trained (python scripts/train_demo_model.py)")
     base = tmp_path_factory.mktemp("ui")
@@ -288,8 +292,7 @@ def test_a_failing_run_is_a_message_and_the_app_keeps_serving(served, monkeypatc
 def test_a_busy_port_is_one_error_line(tmp_path):
     import socket
 
-    if GRADIO is not None:
-        pytest.skip(GRADIO)
+    _require_gradio()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
