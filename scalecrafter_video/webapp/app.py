@@ -20,7 +20,8 @@ from ..errors import ConfigError, ScaleCrafterError
 
 
 # =========================================================================== adapter
-# The only place that knows where the generation recipes live (today: commands.py).
+# The only place that knows where the generation recipes and the helpers of the command-line
+# modules live (today: commands.py, demo.py, render.py, cli.py); the rest of the app calls these.
 def load_model(model=None, *, device: str = "auto", dtype: str = "auto", model_config=None, clip=None,
                motion_adapter=None):
     """``(pipe, name)``: the model at ``model``, or the embedded demo model when ``model`` is None."""
@@ -61,6 +62,25 @@ def versions() -> dict:
     from ..commands import _versions
 
     return _versions()
+
+
+def demo_prompt() -> str:
+    """The `demo` command's prompt (with its seed 2, Direct-Inf draws two circles)."""
+    from ..demo import DEFAULT_PROMPT
+
+    return DEFAULT_PROMPT
+
+
+def file_slug(text: str, length: int = 32) -> str:
+    from ..render import slug
+
+    return slug(text, length)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    from ..cli import _out_of_memory
+
+    return _out_of_memory(exc)
 
 
 def _schedule_from_text(text: str, method: str):
@@ -180,9 +200,7 @@ class Studio:
         d = pipe.defaults
         th, tw = (int(v) for v in pipe.train_size)
         if demo:  # the `demo` command's settings: the object repeats under Direct-Inf, not under ScaleCrafter
-            from ..demo import DEFAULT_PROMPT
-
-            self.defaults = dict(prompt=DEFAULT_PROMPT, size=self._label(2 * th, 2 * tw), frames=d.get("num_frames", 8),
+            self.defaults = dict(prompt=demo_prompt(), size=self._label(2 * th, 2 * tw), frames=d.get("num_frames", 8),
                                  steps=20, guidance=d.get("guidance_scale", 1.0), seed=2, compare=True)
         else:
             self.defaults = dict(prompt="", size=self._label(2 * th, 2 * tw), frames=d.get("num_frames", 1),
@@ -299,7 +317,6 @@ class Studio:
         ``stage(label)`` is called before each render (the page's progress description)."""
         from ..export import check_free_space, check_output_path, write_json, write_video
         from ..model_inputs import family_name
-        from ..render import slug
 
         started = time.perf_counter()
         p = self.check(req)
@@ -308,10 +325,10 @@ class Studio:
         if req.compare:
             runs.insert(0, ("Direct-Inf", config.replace(method="direct"), None))
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = f"{stamp}_{slug(p['prompt'], 32)}_s{p['seed']}"
+        base = f"{stamp}_{file_slug(p['prompt'])}_s{p['seed']}"
         targets = self._free_names(base, [cfg.method + ("-lr" if lr else "") for _, cfg, lr in runs])
         for target in targets:
-            check_output_path(target)
+            check_output_path(target, what="output")
             check_output_path(Path(f"{target}.json"), what="sidecar")
         check_free_space(targets[0], p["frames"] * len(runs), p["height"], p["width"])
 
@@ -367,9 +384,7 @@ def failure_message(exc: BaseException) -> str:
     """One line for the page: the user's fix for our errors, the kind of failure otherwise."""
     if isinstance(exc, ScaleCrafterError):
         return page_message(str(exc))
-    from ..cli import _out_of_memory
-
-    if _out_of_memory(exc):
+    if is_out_of_memory(exc):
         return "out of memory at this size: try a smaller size or fewer frames"
     if isinstance(exc, OSError) and exc.strerror:
         return f"could not write the output: {exc.strerror}"
