@@ -8,17 +8,16 @@ complete, so a crash never leaves a half-written output.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, temporary_pattern, write_json_atomic
 from .errors import ScaleCrafterError
 
 __all__ = ["VIDEO_SUFFIXES", "check_free_space", "check_output_path", "is_own_output", "sweep_stale_temporaries", "side_by_side", "write_json", "write_video"]
@@ -173,15 +172,13 @@ def check_output_path(path, *, overwrite: bool = False, what: str = "--out") -> 
 
 def sweep_stale_temporaries(path) -> list[Path]:
     """Remove the hidden temporaries a killed earlier write of ``path`` left beside it (this tool's own
-    names only: ``.{stem}.XXXXXXXX.tmp{suffix}``, ``.{name}.XXXXXXXX.tmp``, ``.{name}.XXXXXXXX.old``)."""
+    names only, see :mod:`~scalecrafter_video.atomic`: ``.{name}.XXXXXXXX.tmp[{suffix}]``,
+    ``.{name}.XXXXXXXX.old``, and the older ``.{stem}.XXXXXXXX.tmp{suffix}``)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         return []
-    ours = re.compile(
-        rf"\.(?:{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}\.tmp{re.escape(path.suffix)}"
-        rf"|{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.(?:tmp|old))"
-    )
+    ours = temporary_pattern(path.name)
     removed = []
     for entry in parent.iterdir():
         if not ours.fullmatch(entry.name) or entry.is_symlink():
@@ -235,10 +232,7 @@ def write_video(frames, path, fps: float = 8, crf: int = 17, *, overwrite: bool 
     single_image = suffix in IMAGE_SUFFIXES and len(frames) == 1
 
     if suffix in VIDEO_SUFFIXES or single_image:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp)
-        try:
+        with atomic_path(path, suffix=suffix, swap_folders=True) as tmp:
             if suffix == ".mp4":
                 _write_mp4(frames, tmp, fps, crf)
             elif suffix in (".gif", ".webp"):
@@ -247,63 +241,17 @@ def write_video(frames, path, fps: float = 8, crf: int = 17, *, overwrite: bool 
                 from PIL import Image
 
                 Image.fromarray(frames[0]).save(tmp, format="PNG" if suffix == ".png" else "JPEG", quality=95)
-            os.chmod(tmp, 0o666 & ~_umask())
-            if os.path.lexists(path) and os.path.isdir(path):  # a previous frame folder of ours
-                _swap_in(tmp, path)
-            else:
-                os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
-
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_path(path, folder=True, swap_folders=True) as tmp_dir:
         _write_frame_folder(frames, tmp_dir)
-        os.chmod(tmp_dir, 0o777 & ~_umask())
-        if os.path.lexists(path):
-            _swap_in(tmp_dir, path)
-        else:
-            os.replace(tmp_dir, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
-
-
-def _swap_in(new: Path, path: Path) -> None:
-    """Replace our previous output ``path`` by ``new`` (one rename each way; the old one is kept
-    under a hidden name until the new one is in place)."""
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-    old.rmdir()
-    os.replace(path, old)
-    try:
-        os.replace(new, path)
-    except OSError:
-        os.replace(old, path)
-        raise
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
 
 
 def write_json(path, data: dict, *, overwrite: bool = False) -> Path:
-    """Write ``data`` as indented JSON atomically (temporary name, then rename)."""
+    """Write ``data`` as indented JSON atomically; an existing file only with ``overwrite`` (and only
+    one of our own JSON files, see :func:`check_output_path`)."""
     path = check_output_path(path, overwrite=overwrite, what="sidecar")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(data, indent=2) + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return write_json_atomic(path, data)
 
 
 def _label_strip(text: str, width: int, height: int) -> np.ndarray:

@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
-    from scalecrafter_video.metrics.i3d import I3D, load_i3d, optimize_i3d
+    from scalecrafter_video.metrics.i3d import I3D, optimize_i3d
+    from scalecrafter_video.metrics.i3d_weights import load_i3d
 
     if args.threads:
         torch.set_num_threads(args.threads)

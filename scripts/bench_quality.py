@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, remove_scalecrafter  # noqa: E402
-from scalecrafter_video.data.scenes import (  # noqa: E402
+from scalecrafter_video.demo.scenes import (  # noqa: E402
     COLOURS,
     DIRECTIONS,
     SHAPES,
@@ -52,11 +52,11 @@ from scalecrafter_video.data.scenes import (  # noqa: E402
     scene_from_prompt,
     to_uint8,
 )
-from scalecrafter_video.demo import load_demo_pipeline  # noqa: E402
-from scalecrafter_video.demo_model import DEMO_MODEL_DIR  # noqa: E402
+from scalecrafter_video.demo.showcase import load_demo_pipeline  # noqa: E402
+from scalecrafter_video.demo.model import DEMO_MODEL_DIR  # noqa: E402
 from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize  # noqa: E402
 from scalecrafter_video.engine import unet_levels  # noqa: E402
-from scalecrafter_video.pipelines.lr_guidance import (  # noqa: E402
+from scalecrafter_video.recipes.lr_guidance import (  # noqa: E402
     generate_native_upscaled,
     generate_with_lr_guidance,
 )
@@ -140,7 +140,7 @@ def load_fvd_model(mode: str, weights):
     if mode == "off":
         return None
     from scalecrafter_video.errors import ScaleCrafterError
-    from scalecrafter_video.metrics.i3d import load_i3d, resolve_i3d_weights
+    from scalecrafter_video.metrics.i3d_weights import load_i3d, resolve_i3d_weights
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -311,7 +311,7 @@ def main(argv=None):
     def score_fvd(cell, videos, gt):
         if i3d is None or "fvd" in cell["summary"]:
             return False
-        from scalecrafter_video.metrics.fvd import compute_fvd
+        from scalecrafter_video.metrics import compute_fvd
 
         r = compute_fvd(fvd_frames(gt), fvd_frames(videos), num_frames=16, model=i3d, progress=False)
         cell["summary"]["fvd"], cell["summary"]["kvd"] = r.fvd, r.kvd

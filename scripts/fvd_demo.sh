@@ -4,7 +4,7 @@
 #   scripts/fvd_demo.sh [RUN_DIR]          (default runs/fvd-demo)
 #
 # 1. writes N demo-grammar prompts ("a red circle moving left", ...) to RUN_DIR/prompts.txt;
-# 2. renders the ground truth of each prompt (scalecrafter_video.data, analytic scenes) at the
+# 2. renders the ground truth of each prompt (scalecrafter_video.demo.scenes, analytic scenes) at the
 #    target size into RUN_DIR/reference/ (mp4);
 # 3. runs scripts/fvd_run.sh: ScaleCrafter and Direct-Inf at 2x the native side, FVD each vs reference.
 #
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scalecrafter_video.data import COLOURS, DIRECTIONS, SHAPES, render_scene, scene_from_prompt
-from scalecrafter_video.data.scenes import to_uint8
+from scalecrafter_video.demo import COLOURS, DIRECTIONS, SHAPES, render_scene, scene_from_prompt
+from scalecrafter_video.demo.scenes import to_uint8
 from scalecrafter_video.export import write_video
 
 model, run_dir, n, scale, frames = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])

@@ -3,7 +3,7 @@
 
 A pixel-space ``UNet3DConditionModel`` (3 levels, 16/32/64 channels, attention at 8x8 only) and a
 tiny ``CLIPTextModel`` are trained jointly with v-prediction on cosine betas (1000 steps) on
-8-frame 32x32 videos of one moving shape (:mod:`scalecrafter_video.data.scenes`), 10% of prompts dropped for
+8-frame 32x32 videos of one moving shape (:mod:`scalecrafter_video.demo.scenes`), 10% of prompts dropped for
 classifier-free guidance. The run is deterministic: step ``k`` draws its scenes, noise, timesteps
 and dropout from seeds derived from ``(--seed, k)``, so a resumed run reproduces an uninterrupted
 one. A checkpoint (weights, EMA weights, optimiser, step, elapsed time, loss log) is written every
@@ -32,8 +32,8 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scalecrafter_video.data.scenes import render_batch, sample_scene  # noqa: E402
-from scalecrafter_video.demo_model import (  # noqa: E402
+from scalecrafter_video.demo.scenes import render_batch, sample_scene  # noqa: E402
+from scalecrafter_video.demo.model import (  # noqa: E402
     FRAMES,
     MAX_TOKENS,
     TRAIN_SIZE,

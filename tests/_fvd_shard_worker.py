@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 from scalecrafter_video.cli import main  # noqa: E402
 from scalecrafter_video.metrics import load_i3d  # noqa: E402
-from scalecrafter_video.metrics.fvd import embed_videos  # noqa: E402
+from scalecrafter_video.metrics.features import embed_videos  # noqa: E402
 
 real, fake, weights, out = sys.argv[1:5]
 dist.init_process_group("gloo")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video.metrics.i3d import I3D, Unit3D, save_i3d_weights
+from scalecrafter_video.metrics.i3d import I3D, Unit3D
+from scalecrafter_video.metrics.i3d_weights import save_i3d_weights
 
 
 def tiny_i3d(divisor: int = 16, seed: int = 0) -> I3D:

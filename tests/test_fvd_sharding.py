@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from scalecrafter_video.metrics import compute_fvd, load_i3d
-from scalecrafter_video.metrics.fvd import embed_videos
+from scalecrafter_video.metrics.features import embed_videos
 
 from _fvd_utils import one_torch_thread, random_videos, tiny_weights_file, write_mp4  # noqa: F401 (autouse fixture)
 

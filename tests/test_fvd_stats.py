@@ -8,7 +8,7 @@ import scipy.linalg
 
 from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.metrics import frechet_distance, kernel_distance
-from scalecrafter_video.metrics.fvd import frechet_distance_from_stats, kernel_distance_subsets
+from scalecrafter_video.metrics.stats import frechet_distance_from_stats, kernel_distance_subsets
 
 from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scalecrafter_video.data import scenes as S
+from scalecrafter_video.demo import scenes as S
 from scalecrafter_video.metrics.ground_truth import count_objects, evaluate_video, find_objects, summarize
 
 

@@ -306,7 +306,7 @@ def test_generate_cli_end_to_end(family, lvdm, vc, tmp_path):
 def test_unsupported_decode_options_are_refused_not_ignored(lvdm_pipe):
     with pytest.raises(ConfigError, match="--tile-size"):
         run(lvdm_pipe, tile_size=8)
-    from scalecrafter_video.commands import render
+    from scalecrafter_video.recipes import sample_video as render
     from scalecrafter_video.errors import ScaleCrafterError
 
     cfg = ScaleCrafterConfig.auto(lvdm_pipe.train_size, lvdm_pipe.train_size, num_levels=2)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scalecrafter_video import cli, commands
-from scalecrafter_video.render import (
+from scalecrafter_video import cli, recipes
+from scalecrafter_video.batch import (
     config_hash,
     item_done,
     plan_items,
@@ -198,7 +198,7 @@ def test_config_change_refused_unless_overwrite(tmp_path, model, capsys):
 
 
 def test_failing_items_are_recorded_and_the_job_goes_on(tmp_path, model, capsys, monkeypatch):
-    original = commands.render
+    original = recipes.sample_video
 
     def poisoned(pipe, config, prompt, seed, **kw):  # NaN noise predictions for one prompt
         import torch
@@ -213,7 +213,7 @@ def test_failing_items_are_recorded_and_the_job_goes_on(tmp_path, model, capsys,
             if handle is not None:
                 handle.remove()
 
-    monkeypatch.setattr(commands, "render", poisoned)
+    monkeypatch.setattr(recipes, "sample_video", poisoned)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "fine"}\n{"prompt": "poison"}\n{"prompt": "odd", "height": 15}\n{"prompt": "also fine"}\n')
     out = tmp_path / "out"
@@ -226,7 +226,7 @@ def test_failing_items_are_recorded_and_the_job_goes_on(tmp_path, model, capsys,
     assert sorted(r["prompt"] for r in _manifest_lines(out)) == ["also fine", "fine"]
     assert not list(out.glob("00001_*")) and not list(out.glob("00002_*"))
     # A re-run retries only the failed items.
-    monkeypatch.setattr(commands, "render", original)
+    monkeypatch.setattr(recipes, "sample_video", original)
     prompts.write_text('{"prompt": "fine"}\n{"prompt": "poison"}\n{"prompt": "odd", "height": 16}\n{"prompt": "also fine"}\n')
     assert cli.main(_render_args(prompts, out, model, "--format", "npz")) == 0
     assert "4 planned, 2 done, 2 skipped, 0 failed" in capsys.readouterr().out

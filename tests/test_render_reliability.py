@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scalecrafter_video import cli, export
-from scalecrafter_video import render as render_mod
-from scalecrafter_video.render import item_done
+from scalecrafter_video import atomic, cli, export
+from scalecrafter_video.batch import item_done, manifest, runner
 
 ENOSPC = OSError(28, "No space left on device")
 
@@ -97,16 +96,16 @@ def test_failing_video_write_leaves_no_sidecar_and_the_job_goes_on(tmp_path, mod
 @pytest.mark.parametrize("stage", ["sidecar", "manifest line"])
 def test_a_failing_sidecar_or_manifest_write_takes_the_video_with_it(tmp_path, model, capsys, monkeypatch, stage):
     if stage == "sidecar":
-        real = render_mod._atomic_write_text
+        real = atomic.write_text_atomic
 
         def failing(path, text):
             if path.name.endswith(".mp4.json"):
                 raise ENOSPC
             return real(path, text)
 
-        monkeypatch.setattr(render_mod, "_atomic_write_text", failing)
+        monkeypatch.setattr(atomic, "write_text_atomic", failing)
     else:
-        monkeypatch.setattr(render_mod, "_append_line", lambda path, entry: (_ for _ in ()).throw(ENOSPC))
+        monkeypatch.setattr(runner, "append_line", lambda path, entry: (_ for _ in ()).throw(ENOSPC))
     out = tmp_path / "out"
     assert cli.main(_args(_prompts(tmp_path, "a"), out, model)) == 1
     captured = capsys.readouterr()
@@ -120,10 +119,10 @@ def test_append_cuts_a_torn_line_back(tmp_path, monkeypatch):
     f = tmp_path / "m.jsonl"
     f.write_text('{"path": "a"}\n')
     real = os.write
-    monkeypatch.setattr(render_mod.os, "write", lambda fd, data: real(fd, bytes(data[:5])) and (_ for _ in ()).throw(ENOSPC))
+    monkeypatch.setattr(manifest.os, "write", lambda fd, data: real(fd, bytes(data[:5])) and (_ for _ in ()).throw(ENOSPC))
     with pytest.raises(OSError):
-        render_mod._append_line(f, {"path": "b"})
-    monkeypatch.setattr(render_mod.os, "write", real)
+        manifest.append_line(f, {"path": "b"})
+    monkeypatch.setattr(manifest.os, "write", real)
     assert f.read_text() == '{"path": "a"}\n'
 
 
@@ -143,14 +142,14 @@ def test_failures_file_that_cannot_be_written_is_one_error_line(tmp_path, model,
 
 
 def test_failures_file_on_a_full_disk_is_one_error_line(tmp_path, model, capsys, monkeypatch):
-    real = render_mod._atomic_write_text
+    real = atomic.write_text_atomic
 
     def failing(path, text):
         if path.name == "failures.jsonl":
             raise ENOSPC
         return real(path, text)
 
-    monkeypatch.setattr(render_mod, "_atomic_write_text", failing)
+    monkeypatch.setattr(atomic, "write_text_atomic", failing)
     out = tmp_path / "out"
     assert cli.main(_args(_prompts(tmp_path, '{"prompt": "odd", "height": 15}'), out, model)) == 1
     errors = _error_lines(capsys.readouterr().err)
@@ -159,7 +158,7 @@ def test_failures_file_on_a_full_disk_is_one_error_line(tmp_path, model, capsys,
 
 
 def test_final_manifest_merge_failure_keeps_the_lines_for_the_next_run(tmp_path, model, capsys, monkeypatch):
-    real, calls = render_mod.merge_manifests, []
+    real, calls = manifest.merge_manifests, []
 
     def merge(out_dir, order=None):
         calls.append(order)
@@ -167,14 +166,14 @@ def test_final_manifest_merge_failure_keeps_the_lines_for_the_next_run(tmp_path,
             raise ENOSPC
         return real(out_dir, order)
 
-    monkeypatch.setattr(render_mod, "merge_manifests", merge)
+    monkeypatch.setattr(runner, "merge_manifests", merge)
     out = tmp_path / "out"
     prompts = _prompts(tmp_path, "a")
     assert cli.main(_args(prompts, out, model, "--format", "npz")) == 1
     errors = _error_lines(capsys.readouterr().err)
     assert errors == ["error: could not write manifest.jsonl: No space left on device"]
     assert [r["path"] for r in _manifest(out)] == ["00000_a_scalecrafter_s0.npz"]  # the appended line stays
-    monkeypatch.setattr(render_mod, "merge_manifests", real)
+    monkeypatch.setattr(runner, "merge_manifests", real)
     assert cli.main(_args(prompts, out, model, "--format", "npz")) == 0
     assert "0 done, 1 skipped" in capsys.readouterr().out
     assert _hidden(out) == []
@@ -185,7 +184,7 @@ def test_real_merge_keeps_shards_when_the_manifest_cannot_be_written(tmp_path):
     (tmp_path / "manifest.rank1.jsonl").write_text('{"path": "b.npz"}\n')
     (tmp_path / "manifest.jsonl").mkdir()  # cannot be replaced
     with pytest.raises(OSError):
-        render_mod.merge_manifests(tmp_path)
+        manifest.merge_manifests(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.jsonl", "manifest.rank0.jsonl", "manifest.rank1.jsonl"]
 
 
@@ -328,7 +327,7 @@ def test_stale_temporaries_of_a_killed_run_are_swept(tmp_path, model, capsys):
         ".00000_a_scalecrafter_s0.mp4.json.4242.tmp",  # a sidecar being written
         ".manifest.jsonl.4242.tmp",
         ".00000_a_scalecrafter_s0.npz.4242.tmp.npz",
-        ".00000_a_scalecrafter_s0.mp4.x1y2z3w4.old",  # export._swap_in: a previous output swapped out
+        ".00000_a_scalecrafter_s0.mp4.x1y2z3w4.old",  # atomic.atomic_path: a previous output swapped out
     ]
     for name in stale_files:
         (out / name).write_bytes(b"partial")
@@ -340,7 +339,7 @@ def test_stale_temporaries_of_a_killed_run_are_swept(tmp_path, model, capsys):
         (out / name).write_text("a user's hidden file")
     (out / kept[3]).mkdir()  # named like a temporary folder, but holds a file we did not write
     (out / kept[3] / "notes.txt").write_text("mine")
-    assert {p.name for p in render_mod._stale_temporaries(out)} == set(stale_files) | {
+    assert {p.name for p in manifest.stale_temporaries(out)} == set(stale_files) | {
         ".00001_b_scalecrafter_s0.a1b2c3d4.tmp", ".00001_b_scalecrafter_s0.e5f6g7h8.old"}
     assert cli.main(_args(_prompts(tmp_path, "a"), out, model)) == 0
     assert _hidden(out) == sorted(kept)

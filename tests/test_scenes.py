@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scalecrafter_video.data import scenes as S
+from scalecrafter_video.demo import scenes as S
 
 
 def _area_downsample(frames, factor):

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from scalecrafter_video.demo_model import DEMO_MODEL_DIR
+from scalecrafter_video.demo.model import DEMO_MODEL_DIR
 from scalecrafter_video.errors import ScaleCrafterError
+from scalecrafter_video.recipes.sidecar import SCHEMA
 from scalecrafter_video.webapp import app as webapp
 from scalecrafter_video.webapp.app import EDITED, Request, Studio, parse_size
 
@@ -44,7 +45,7 @@ def test_package_and_cli_work_without_gradio():
     code = (
         "import sys; sys.modules['gradio'] = None\n"
         "from scalecrafter_video.cli import build_parser, main\n"
-        "import scalecrafter_video.webapp.app, scalecrafter_video.webapp.command\n"
+        "import scalecrafter_video.webapp.app, scalecrafter_video.cli.ui\n"
         "build_parser().parse_args(['ui'])\n"
         "sys.exit(main(['ui', '--port', '7999']))\n"
     )
@@ -227,6 +228,7 @@ def test_compare_returns_both_videos_at_the_requested_size(served):
     assert len(names) == 4 and sum(n.endswith(".mp4") for n in names) == 2
     sidecars = [json.loads((served.out / n).read_text()) for n in names if n.endswith(".json")]
     assert sorted(s["method"] for s in sidecars) == ["direct", "scalecrafter"]
+    assert {s["schema"] for s in sidecars} == {SCHEMA}  # the project's one sidecar record
     assert {(s["height"], s["width"], s["frames"], s["seed"]) for s in sidecars} == {(32, 48, 3, 0)}
     written = {p.name for p in served.out.iterdir() if not p.name.startswith(".")}
     assert set(names) <= written and all(n.endswith((".mp4", ".mp4.json")) for n in written)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from scalecrafter_video.demo_model import DEMO_MODEL_DIR
+from scalecrafter_video.demo.model import DEMO_MODEL_DIR
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Ground-truth metrics for the synthetic moving-shape world (:mod:`scalecrafter_video.data.scenes`).
+"""Ground-truth metrics for the synthetic moving-shape world (:mod:`scalecrafter_video.demo.scenes`).
 
 Every scene holds exactly one object of a known colour, a known size range and a known direction,
 so a generated video can be checked without any learned feature extractor:
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..data.scenes import COLOURS, DIRECTIONS, SIZE_RANGE, Scene, parse_prompt
+from ..demo.scenes import COLOURS, DIRECTIONS, SIZE_RANGE, Scene, parse_prompt
 
 __all__ = [
     "DEFAULT_MIN_AREA",

@@ -20,6 +20,7 @@ import torch
 from einops import rearrange
 
 from ..errors import ConfigError, ModelLoadError
+from ..ops.pixels import signed_to_uint8
 from ..pipelines.sampling import sample_loop, uses_cfg
 from .ldm_autoencoder import AutoencoderKL
 from .ldm_blocks import load_state_dict_strict
@@ -555,8 +556,7 @@ class LDMVideoPipeline:
 
         video = self.vae.decode_video(latents / self.spec.scale_factor, self.decode_chunk_size, on_chunk)
         bar.close()
-        video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return rearrange(video, "b c f h w -> b f h w c").cpu().numpy()
+        return signed_to_uint8(rearrange(video, "b c f h w -> b f h w c"))
 
 
 def _match_text_model_prefix(weights: dict, model: torch.nn.Module) -> dict:

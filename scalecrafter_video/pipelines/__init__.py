@@ -4,6 +4,6 @@ from .diffusers_video import FAMILIES, DiffusersVideoPipeline
 from .loading import ImagePipeline, load_pipeline
 from .protocol import VideoPipeline
 from .sampling import cfg_denoise, sample_loop
-from .text_to_video import TextToVideoPipeline, to_uint8
+from .text_to_video import TextToVideoPipeline
 
-__all__ = ["FAMILIES", "DiffusersVideoPipeline", "ImagePipeline", "TextToVideoPipeline", "VideoPipeline", "cfg_denoise", "load_pipeline", "sample_loop", "to_uint8"]
+__all__ = ["FAMILIES", "DiffusersVideoPipeline", "ImagePipeline", "TextToVideoPipeline", "VideoPipeline", "cfg_denoise", "load_pipeline", "sample_loop"]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import NonFiniteError, ScaleCrafterError
+from ..ops.pixels import signed_to_uint8, unit_to_uint8
 from .protocol import resolve_call
 
 __all__ = ["FAMILIES", "DiffusersVideoPipeline", "Family"]
@@ -62,7 +63,7 @@ def _to_uint8(frames) -> np.ndarray:
     if not np.isfinite(frames).all():
         raise NonFiniteError(f"non-finite frames ({int((~np.isfinite(frames)).sum())} NaN/inf values) after sampling: "
                              "guidance too large, or float16 overflow (try --dtype float32)")
-    return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+    return unit_to_uint8(frames)
 
 
 class WrappedDiffusersPipeline:
@@ -200,4 +201,4 @@ class DiffusersVideoPipeline(WrappedDiffusersPipeline):
         z = rearrange(latents, "b f c h w -> (b f) c h w").to(vae.dtype) / vae.config.scaling_factor
         images = synced_tiled_decode_temporal(vae, z, tile_size, num_frames=frames)
         images = rearrange(images, "(b f) c h w -> b f h w c", f=frames)
-        return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+        return signed_to_uint8(images)

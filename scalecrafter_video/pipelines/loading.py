@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelLoadError, NonFiniteError, ScaleCrafterError
+from ..ops.pixels import unit_to_uint8
 from .diffusers_video import FAMILIES, WrappedDiffusersPipeline
 from .protocol import resolve_call
 
@@ -64,7 +65,7 @@ class ImagePipeline(WrappedDiffusersPipeline):
         if not np.isfinite(images).all():
             raise NonFiniteError("non-finite image after sampling: guidance too large, or float16 overflow "
                                  "(try --dtype float32)")
-        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)[:, None]
+        return unit_to_uint8(images)[:, None]
 
 
 def _quiet_loading() -> None:

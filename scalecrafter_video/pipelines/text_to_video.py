@@ -16,17 +16,13 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from ..errors import ModelLoadError, ScaleCrafterError
+from ..ops.pixels import signed_to_uint8
 from .protocol import resolve_call
 from .sampling import sample_loop
 
-__all__ = ["TextToVideoPipeline", "to_uint8"]
+__all__ = ["TextToVideoPipeline"]
 
 DEFAULTS_FILE = "scalecrafter_video.json"  # optional per-model defaults (num_frames, fps, guidance, steps)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Model-space frames in [-1, 1] -> uint8 with the same layout (rounded, clipped)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
 class TextToVideoPipeline:
@@ -126,7 +122,7 @@ class TextToVideoPipeline:
                 for z in tqdm(flat.split(chunk_size), desc="decoding", disable=len(flat) <= chunk_size, leave=False)
             ]
             images = torch.cat(parts)
-        return to_uint8(rearrange(images, "(b f) c h w -> b f h w c", f=frames))
+        return signed_to_uint8(rearrange(images, "(b f) c h w -> b f h w c", f=frames))
 
     def check_size(self, height: int, width: int) -> None:
         f = self.vae_scale_factor

@@ -1,7 +1,7 @@
 """The web app: :class:`Studio` (inputs checked, videos rendered and written; no Gradio) and
 :func:`build_app` (the Gradio page around it; Gradio is imported there and nowhere else).
 
-Every call into the library's generation code (model loading, schedules, rendering, versions) goes
+Every call into the library's generation code (model loading, schedules, rendering, the sidecar record) goes
 through the adapter section right below, so that moving that code to another module means changing
 this section only.
 """
@@ -20,18 +20,18 @@ from ..errors import ConfigError, ScaleCrafterError
 
 
 # =========================================================================== adapter
-# The only place that knows where the generation recipes and the helpers of the command-line
-# modules live (today: commands.py, demo.py, render.py, cli.py); the rest of the app calls these.
+# The only place that knows where the library's recipes and helpers live (recipes/, runtime.py,
+# demo/, batch/); the rest of the app calls these.
 def load_model(model=None, *, device: str = "auto", dtype: str = "auto", model_config=None, clip=None,
                motion_adapter=None):
     """``(pipe, name)``: the model at ``model``, or the embedded demo model when ``model`` is None."""
     if model is None:
-        from ..demo import load_demo_pipeline
-        from ..demo_model import DEMO_MODEL_DIR
+        from ..demo.model import DEMO_MODEL_DIR
+        from ..demo.showcase import load_demo_pipeline
 
         return load_demo_pipeline(), str(DEMO_MODEL_DIR)
-    from ..commands import resolve_device, resolve_dtype
     from ..pipelines import load_pipeline
+    from ..runtime import resolve_device, resolve_dtype
 
     dev = resolve_device(device)
     pipe = load_pipeline(model, device=dev, dtype=resolve_dtype(dtype, dev), model_config=model_config,
@@ -42,45 +42,60 @@ def load_model(model=None, *, device: str = "auto", dtype: str = "auto", model_c
 def make_schedule(pipe, height: int, width: int, method: str, preset: str | None = None,
                   yaml_text: str | None = None):
     """The completed schedule: a preset, a YAML text, or (neither) the automatic one; ``method`` wins."""
-    from ..commands import build_config, explicit_config
+    from ..recipes import config_for, explicit_config
 
-    args = SimpleNamespace(method=method, preset=preset, config=None)
-    config = explicit_config(args) if preset else None
+    config = explicit_config(preset=preset, method=method) if preset else None
     if yaml_text is not None:
         config = _schedule_from_text(yaml_text, method)
-    return build_config(args, pipe, height, width, config)
+    return config_for(pipe, height, width, config, method=method)
 
 
 def render_video(pipe, config, prompt: str, seed: int, lr_guidance=None, **call):
     """One seeded sample, uint8 ``(f, h, w, 3)``."""
-    from ..commands import render
+    from ..recipes import sample_video
 
-    return render(pipe, config, prompt, seed, lr_guidance=lr_guidance, **call)
+    return sample_video(pipe, config, prompt, seed, lr_guidance=lr_guidance, **call)
 
 
-def versions() -> dict:
-    from ..commands import _versions
+def run_record(pipe, **fields) -> dict:
+    """The project's one sidecar record; eta, dtype and device are the pipeline's."""
+    from ..recipes.sidecar import run_record as record
 
-    return _versions()
+    param = next(iter(pipe.unet.parameters()), None) if getattr(pipe, "unet", None) is not None else None
+    fields.setdefault("eta", pipe.defaults.get("eta"))
+    fields.setdefault("dtype", str(param.dtype) if param is not None else "unknown")
+    fields.setdefault("device", str(param.device) if param is not None else "unknown")
+    return record(**fields)
 
 
 def demo_prompt() -> str:
     """The `demo` command's prompt (with its seed 2, Direct-Inf draws two circles)."""
-    from ..demo import DEFAULT_PROMPT
+    from ..demo.showcase import DEFAULT_PROMPT
 
     return DEFAULT_PROMPT
 
 
 def file_slug(text: str, length: int = 32) -> str:
-    from ..render import slug
+    from ..batch.plan import slug
 
     return slug(text, length)
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    from ..cli import _out_of_memory
+def resolution_levels(pipe) -> int:
+    """The UNet's number of resolution levels (what the automatic schedule is built on)."""
+    from ..engine import unet_levels
 
-    return _out_of_memory(exc)
+    return unet_levels(pipe.unet)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """The test of the command line's top level (``cli/__init__.py``), which the library may not import."""
+    import torch
+
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def _schedule_from_text(text: str, method: str):
@@ -211,9 +226,7 @@ class Studio:
     def size_multiple(self) -> int:
         """Sides offered are multiples of this (pixels per latent x the UNet's total downsampling)."""
         try:
-            from ..engine import unet_levels
-
-            levels = unet_levels(self.pipe.unet)
+            levels = resolution_levels(self.pipe)
         except Exception:  # noqa: BLE001 - a pipeline without a readable UNet: the VAE factor alone
             levels = 1
         return int(self.pipe.vae_scale_factor) * 2 ** (levels - 1)
@@ -272,7 +285,7 @@ class Studio:
     # ------------------------------------------------------------------ generation
     def check(self, req: Request) -> dict:
         """Every field checked and converted, and the schedule resolved, before anything runs."""
-        from ..model_inputs import check_model_inputs, check_sampling_numbers, check_text, load_image
+        from ..recipes.inputs import check_model_inputs, check_sampling_numbers, check_text, load_image
 
         prompt = (req.prompt or "").strip()
         if not prompt:
@@ -316,7 +329,7 @@ class Studio:
 
         ``stage(label)`` is called before each render (the page's progress description)."""
         from ..export import check_free_space, check_output_path, write_json, write_video
-        from ..model_inputs import family_name
+        from ..recipes.inputs import family_name
 
         started = time.perf_counter()
         p = self.check(req)
@@ -343,17 +356,15 @@ class Studio:
 
         fps = self.pipe.defaults.get("fps", 8)
         result = Result(schedule_yaml=config.to_yaml(), seconds=seconds)
-        common = {
-            "prompt": p["prompt"], "negative_prompt": p["negative"], "seed": p["seed"], "model": self.model_name,
-            "height": p["height"], "width": p["width"], "fps": fps, "steps": p["steps"], "guidance": p["guidance"],
-            "compare": bool(req.compare), "family": family_name(self.pipe), "image": req.image or None,
-            "seconds": seconds, "versions": versions(), "written_by": "scalecrafter-video ui",
-        }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for (label, cfg, lr), video, target, took in zip(runs, videos, targets, timings):
             out = write_video(video, target, fps=fps)
-            sidecar = dict(common, label=label, method=cfg.method, lr_guidance=lr, frames=int(video.shape[0]),
-                           render_seconds=took, config=cfg.to_dict())
+            sidecar = run_record(
+                self.pipe, prompt=p["prompt"], negative_prompt=p["negative"], seed=p["seed"], model=self.model_name,
+                family=family_name(self.pipe), height=p["height"], width=p["width"], frames=int(video.shape[0]),
+                fps=fps, steps=p["steps"], guidance=p["guidance"], config=cfg.to_dict(), seconds=took,
+                label=label, method=cfg.method, lr_guidance=lr, compare=bool(req.compare), image=req.image or None,
+                run_seconds=seconds, written_by="scalecrafter-video ui")
             try:
                 side = write_json(Path(f"{out}.json"), sidecar)
             except BaseException:
@@ -546,3 +557,22 @@ def serve(studio: Studio, host: str = "127.0.0.1", port: int | None = 7860, *, b
     finally:
         app.close()
     return app, url
+
+
+def run_app(*, model=None, model_config=None, clip=None, motion_adapter=None, device: str = "auto",
+            dtype: str = "auto", host: str = "127.0.0.1", port: int = 7860, out_dir="outputs/ui") -> None:
+    """``scalecrafter-video ui``: check, load the model once, serve until Ctrl-C / SIGTERM."""
+    from ..export import check_output_path
+
+    if not 0 < port < 65536:
+        raise ScaleCrafterError(f"--port must be in 1..65535, got {port}")
+    import_gradio()  # before the model loads: a missing extra is reported at once
+    if model is None and any(v is not None for v in (model_config, clip, motion_adapter)):
+        raise ScaleCrafterError("--model-config, --clip and --motion-adapter need --model")
+    check_output_path(Path(out_dir) / "probe.mp4", what="--out-dir")  # writable, not under a file
+    pipe, name = load_model(model, device=device, dtype=dtype, model_config=model_config, clip=clip,
+                            motion_adapter=motion_adapter)
+    studio = Studio(pipe, name, out_dir, demo=model is None)
+    serve(studio, host, port, block=True, quiet=True,
+          announce=f"scalecrafter-video ui: {name} (native {pipe.train_size[0]}x{pipe.train_size[1]}), "
+                   f"outputs in {out_dir}")

@@ -22,6 +22,7 @@ from einops import rearrange
 
 from ..errors import ScaleCrafterError
 from ..engine import apply_scalecrafter, remove_scalecrafter, unet_levels
+from ..ops.pixels import float255_to_uint8
 
 __all__ = ["generate_native_upscaled", "generate_with_lr_guidance", "native_size", "upsample_video"]
 
@@ -127,4 +128,4 @@ def generate_native_upscaled(pipe, prompt, height: int, width: int, *, mode: str
     frames = pipe.decode(lat)  # uint8 (b, f, h, w, 3)
     x = torch.from_numpy(frames).float().permute(0, 4, 1, 2, 3)  # (b, 3, f, h, w)
     x = upsample_video(x, (height, width), mode)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
+    return float255_to_uint8(rearrange(x, "b c f h w -> b f h w c"))

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS
+from ..metrics.preprocess import DEFAULT_RESIZE, RESIZE_METHODS
 
 
 def _positive(value: str) -> int:
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import check_output_path
-    from .fvd import compute_fvd
+    from ..metrics import compute_fvd
 
     if args.json:  # checked before the (long) feature extraction; a previous JSON report may be replaced
         check_output_path(args.json, overwrite=True, what="--json")

@@ -1,7 +1,8 @@
-"""The ``scalecrafter-video`` command: one entry point, one subcommand per job.
+"""The ``scalecrafter-video`` command: argparse only, one module per subcommand.
 
-Each feature module exposes ``register(subparsers)``, which adds its parser and sets
-``func`` to a function taking the parsed arguments and returning an exit code.
+Each module here exposes ``register(subparsers)``, which adds its parser and sets ``func`` to a
+function that turns the parsed arguments into plain values, calls the library (``recipes``,
+``batch``, ``metrics``, ``demo``) and returns an exit code. Nothing below this package imports it.
 Problems a user can fix raise :class:`~scalecrafter_video.errors.ScaleCrafterError`
 and are printed as a single ``error:`` line (exit status 2), never as a traceback.
 """
@@ -14,15 +15,16 @@ import signal
 import sys
 import traceback
 
-from .errors import ScaleCrafterError
+from ..errors import ScaleCrafterError
 
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES = [
-    "scalecrafter_video.commands",
-    "scalecrafter_video.metrics.cli",
-    "scalecrafter_video.demo",
-    "scalecrafter_video.render",
-    "scalecrafter_video.webapp.command",
+    "scalecrafter_video.cli.generate",
+    "scalecrafter_video.cli.env",
+    "scalecrafter_video.cli.fvd",
+    "scalecrafter_video.cli.demo",
+    "scalecrafter_video.cli.render",
+    "scalecrafter_video.cli.ui",
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .errors import ScaleCrafterError
+from ..errors import ScaleCrafterError
 
 # Family options (the pipelines' keyword) and the command-line flag that sets each.
 OPTION_FLAGS = {

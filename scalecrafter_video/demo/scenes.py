@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..ops.pixels import unit_to_uint8
+
 from ..errors import ScaleCrafterError
 
 __all__ = [
@@ -268,6 +270,4 @@ def render_batch(scenes, height: int, width: int, frames: int = 8) -> np.ndarray
     return np.stack([render_scene(s, height, width, frames) for s in scenes])
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] -> uint8 (rounded, clipped)."""
-    return np.clip(np.rint(np.asarray(frames) * 255.0), 0, 255).astype(np.uint8)
+to_uint8 = unit_to_uint8  # float frames in [0, 1] -> uint8 (rounded, clipped)

@@ -3,7 +3,7 @@
 ``models/shapes-t2v/`` is a diffusers-style folder (``model_index.json`` naming a
 ``TextToVideoSDPipeline`` with ``unet``, ``scheduler``, ``text_encoder`` and ``tokenizer``; no VAE,
 so the model works in pixel space on frames in ``[-1, 1]``). It is trained by
-``scripts/train_demo_model.py`` on the synthetic scenes of :mod:`scalecrafter_video.data.scenes`
+``scripts/train_demo_model.py`` on the synthetic scenes of :mod:`scalecrafter_video.demo.scenes`
 and loads through the same code path as any local diffusers model.
 
 The tokenizer is built here from the prompt grammar's word list: a byte-pair encoding learned on
@@ -17,7 +17,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .data.scenes import prompt_vocabulary
+from .scenes import prompt_vocabulary
 
 __all__ = [
     "DEMO_MODEL_DIR",
@@ -34,7 +34,7 @@ __all__ = [
 #: Where the committed demo model lives (repository root / models / shapes-t2v).
 # The repository keeps the model under models/ (the user's layout); the package reaches it through
 # _data/shapes-t2v, a link in a checkout and a real folder in an installed wheel.
-DEMO_MODEL_DIR = Path(__file__).resolve().parent / "_data" / "shapes-t2v"
+DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "_data" / "shapes-t2v"
 TRAIN_SIZE = (32, 32)
 FRAMES = 8
 MAX_TOKENS = 8  # <sot> a red circle moving left <eot> = 7 tokens

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from ..errors import ScaleCrafterError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,20 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .app import Studio, import_gradio, load_model, serve
+    from ..webapp.app import run_app
 
-    if not 0 < args.port < 65536:
-        raise ScaleCrafterError(f"--port must be in 1..65535, got {args.port}")
-    import_gradio()  # before the model loads: a missing extra is reported at once
-    if args.model is None and any(v is not None for v in (args.model_config, args.clip, args.motion_adapter)):
-        raise ScaleCrafterError("--model-config, --clip and --motion-adapter need --model")
-    from ..export import check_output_path
-
-    check_output_path(Path(args.out_dir) / "probe.mp4", what="--out-dir")  # writable, not under a file
-    pipe, name = load_model(args.model, device=args.device, dtype=args.dtype, model_config=args.model_config,
-                            clip=args.clip, motion_adapter=args.motion_adapter)
-    studio = Studio(pipe, name, args.out_dir, demo=args.model is None)
-    serve(studio, args.host, args.port, block=True, quiet=True,
-          announce=f"scalecrafter-video ui: {name} (native {pipe.train_size[0]}x{pipe.train_size[1]}), "
-                   f"outputs in {args.out_dir}")
+    run_app(model=args.model, model_config=args.model_config, clip=args.clip, motion_adapter=args.motion_adapter,
+            device=args.device, dtype=args.dtype, host=args.host, port=args.port, out_dir=args.out_dir)
     return 0
