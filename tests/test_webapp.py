@@ -261,9 +261,34 @@ def test_progress_follows_the_denoising_steps(served):
     assert ("denoising", 8, "steps") in seen, seen
 
 
-def test_one_generation_at_a_time(served):
+def test_one_generation_at_a_time(served, monkeypatch):
+    """Two requests sent together: their renders run one after the other, never overlapping."""
+    import threading
+
     generate = [fn for fn in served.app.fns.values() if fn.api_name == "generate"]
     assert len(generate) == 1 and generate[0].concurrency_limit == 1
+    spans, real = [], webapp.render_video
+
+    def timed(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spans.append((start, time.monotonic(), threading.get_ident()))
+
+    monkeypatch.setattr(webapp, "render_video", timed)
+    args = ["a yellow triangle moving down", "", None, "64x64", 4, 6, 1.0, 3, "ScaleCrafter", "auto", "", 0, False]
+    jobs = [served.client.submit(*args, api_name="/generate") for _ in range(2)]
+    assert all(job.result()[-1].startswith("Done in") for job in jobs)
+    assert len(spans) == 2
+    (s1, e1, _), (s2, e2, _) = sorted(spans)
+    assert e1 <= s2, f"the renders overlapped: {s1:.2f}-{e1:.2f} and {s2:.2f}-{e2:.2f}"
+
+
+def test_no_analytics(served):
+    import gradio.analytics
+
+    assert not gradio.analytics.analytics_enabled()
 
 
 def test_an_image_for_a_text_model_is_a_message(served, tmp_path):
