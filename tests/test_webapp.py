@@ -3,6 +3,7 @@
 unless ``SCALECRAFTER_REQUIRE_UI=1``, as in .ci/run)."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -332,3 +333,11 @@ def test_a_busy_port_is_one_error_line(tmp_path):
     assert lines[-1] == (f"error: cannot listen on 127.0.0.1:{port}: the port is in use or the address is not this "
                          "machine's; choose another --port (or --host)"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_page_messages_are_shown_as_written():
+    """Globs and paths in a message are not read as Markdown (down_blocks.1.* would lose its * and _)."""
+    text = "unknown layer glob 'down_blocks.1.*' in /tmp/my_out_dir <b>"
+    shown = webapp.plain_markdown(text)
+    assert shown == r"unknown layer glob 'down\_blocks.1.\*' in /tmp/my\_out\_dir \<b\>"
+    assert re.sub(r"\\(.)", r"\1", shown) == text  # the escapes are all the page takes away

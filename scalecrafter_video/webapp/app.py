@@ -491,7 +491,7 @@ def build_app(studio: Studio):
             last = videos[-1]
             return (gr.update(value=str(first[1]) if first else None, label=first[0] if first else "Direct-Inf"),
                     gr.update(value=str(last[1]), label=last[0]),
-                    [str(f) for f in result.files], result.schedule_yaml, result.summary)
+                    [str(f) for f in result.files], result.schedule_yaml, plain_markdown(result.summary))
 
         for trigger in (size.change, method.change, schedule.change):
             trigger(refresh_schedule, [size, method, schedule, status], [schedule_yaml, status], queue=False,
@@ -508,7 +508,12 @@ def build_app(studio: Studio):
 
 
 def _error(message: str) -> str:
-    return f"**Error:** {message}"
+    return f"**Error:** {plain_markdown(message)}"
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` shown as written in the page's Markdown (globs, paths with underscores, <tags>)."""
+    return re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)
 
 
 def import_gradio():
