@@ -184,11 +184,16 @@ def served(tmp_path_factory, demo_pipe):
     _require_gradio()
     if not (DEMO_MODEL_DIR / "model_index.json").is_file():
         pytest.skip("demo model not trained (python scripts/train_demo_model.py)")
+    import tempfile
+
     base = tmp_path_factory.mktemp("ui")
     cwd = base / "cwd"
     cwd.mkdir()
-    old = os.getcwd()
+    (base / "tmp").mkdir()
+    old, old_tmp = os.getcwd(), tempfile.tempdir
     os.chdir(cwd)  # anything the app wrote to its working folder would show up here
+    # --out-dir outside the working and temporary folders, where Gradio refuses to serve files by default
+    tempfile.tempdir = str(base / "tmp")
     pipe, name = demo_pipe
     studio = Studio(pipe, name, base / "out", demo=True)
     app, url = webapp.serve(studio, "127.0.0.1", None, block=False, quiet=True)
@@ -198,6 +203,7 @@ def served(tmp_path_factory, demo_pipe):
     finally:
         app.close()
         os.chdir(old)
+        tempfile.tempdir = old_tmp
 
 
 def _call(client, **changes):

@@ -65,11 +65,16 @@ def _free_port() -> int:
 def server(requirements, tmp_path_factory):
     """`python -m scalecrafter_video ui` on the demo model, in its own process; stopped with SIGTERM."""
     base = tmp_path_factory.mktemp("ui-browser")
-    out, cwd = base / "out", base / "cwd"
-    cwd.mkdir()
+    out, cwd, home, tmp = base / "out", base / "cwd", base / "home", base / "tmp"
+    for folder in (cwd, home, tmp):
+        folder.mkdir()
     port = _free_port()
     log = open(base / "server.log", "w+")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # Its own working folder, home and temporary folder: whatever the app wrote outside --out-dir shows up there.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "HOME": str(home), "TMPDIR": str(tmp)}
+    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "GRADIO_TEMP_DIR", "HF_HOME"):
+        env.pop(name, None)
     proc = subprocess.Popen([sys.executable, "-m", "scalecrafter_video", "ui", "--port", str(port),
                              "--out-dir", str(out)], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -151,7 +156,11 @@ def test_generate_in_chromium(server):
         if name.endswith(".json"):
             meta = json.loads((out / name).read_text())
             assert meta["prompt"] == "a red circle moving right" and meta["frames"] == 8
-    assert list(cwd.iterdir()) == []  # nothing written outside --out-dir
+    for folder in (cwd, base / "home", base / "tmp"):  # nothing written outside --out-dir
+        # (`import torch` itself makes an empty $TMPDIR/torchinductor_<user>)
+        left = [p for p in folder.rglob("*") if not (p.name.startswith("torchinductor_") and p.is_dir()
+                                                      and not any(p.iterdir()))]
+        assert [str(p.relative_to(base)) for p in left] == []
     assert shot.stat().st_size > 10_000
     copy = os.environ.get("SCALECRAFTER_UI_SCREENSHOT")
     if copy:

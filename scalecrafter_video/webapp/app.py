@@ -516,11 +516,14 @@ def plain_markdown(text: str) -> str:
     return re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)
 
 
-def import_gradio():
-    """Gradio, without analytics or version checks; a user message when it is not installed."""
+def import_gradio(out_dir=None):
+    """Gradio, without analytics or version checks, keeping its files under ``out_dir/.uploads``
+    (read when Gradio is first imported); a user message when it is not installed."""
     import os
 
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no requests leave the machine
+    if out_dir is not None:
+        os.environ["GRADIO_TEMP_DIR"] = str((Path(out_dir) / ".uploads").resolve())
     try:
         import gradio
     except ImportError:
@@ -536,12 +539,10 @@ def serve(studio: Studio, host: str = "127.0.0.1", port: int | None = 7860, *, b
     Outputs are served from ``studio.out_dir`` in place (no copies); uploads go under
     ``out_dir/.uploads``; nothing is written anywhere else.
     """
-    import os
-
     studio.out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["GRADIO_TEMP_DIR"] = str((studio.out_dir / ".uploads").resolve())
-    gr = import_gradio()
-    gr.set_static_paths([str(studio.out_dir.resolve())])
+    gr = import_gradio(studio.out_dir)
+    out_dir = str(studio.out_dir.resolve())
+    gr.set_static_paths([out_dir])  # served in place, not copied into a cache
     app = build_app(studio)
     # System fonts: the default theme would have the browser fetch web fonts from the internet.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -549,7 +550,8 @@ def serve(studio: Studio, host: str = "127.0.0.1", port: int | None = 7860, *, b
     try:
         _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=True, share=False,
                                inbrowser=False, quiet=quiet, show_error=False, ssr_mode=False, mcp_server=False,
-                               theme=theme, css=CSS, footer_links=["api"])
+                               theme=theme, css=CSS, footer_links=["api"],
+                               allowed_paths=[out_dir])  # the players' check: anywhere, not only under cwd or /tmp
     except OSError:  # the port is taken, or the address is not this machine's
         raise ScaleCrafterError(f"cannot listen on {host}:{port}: the port is in use or the address is not this "
                                 "machine's; choose another --port (or --host)") from None
@@ -571,7 +573,7 @@ def run_app(*, model=None, model_config=None, clip=None, motion_adapter=None, de
 
     if not 0 < port < 65536:
         raise ScaleCrafterError(f"--port must be in 1..65535, got {port}")
-    import_gradio()  # before the model loads: a missing extra is reported at once
+    import_gradio(out_dir)  # before the model loads: a missing extra is reported at once
     if model is None and any(v is not None for v in (model_config, clip, motion_adapter)):
         raise ScaleCrafterError("--model-config, --clip and --motion-adapter need --model")
     check_output_path(Path(out_dir) / "probe.mp4", what="--out-dir")  # writable, not under a file
