@@ -3,15 +3,14 @@
 import json
 
 import pytest
-from tiny import tiny_t2v_folder
 
 from scalecrafter_video.cli import main
 from scalecrafter_video.video_io import read_video
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return tiny_t2v_folder(tmp_path_factory.mktemp("m") / "tiny-t2v")
+def model(tiny_t2v_folder):
+    return tiny_t2v_folder
 
 
 def test_generate_mp4_with_auto_schedule(model, tmp_path, capsys):

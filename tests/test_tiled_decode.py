@@ -94,10 +94,8 @@ def test_tiled_equals_untiled_within_tolerance_on_a_pointwise_decoder():
     assert all("forward" not in m.__dict__ for m in vae.modules())  # nothing left installed
 
 
-def test_sync_beats_per_tile_statistics_on_a_real_vae_layout():
-    from tiny import tiny_vae
-
-    vae = tiny_vae(0)
+def test_sync_beats_per_tile_statistics_on_a_real_vae_layout(tiny):
+    vae = tiny.vae(0)
     # Smooth latents (like a real VAE's), 48x48 latent = 96x96 px, four 24-latent tiles per frame.
     z = F.interpolate(torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2, size=(48, 48),
                       mode="bicubic", align_corners=False)
@@ -110,11 +108,9 @@ def test_sync_beats_per_tile_statistics_on_a_real_vae_layout():
     assert synced_mean < 0.6 * own_mean, (synced_mean, own_mean)
 
 
-def test_pipeline_decode_tiled_and_default_paths():
+def test_pipeline_decode_tiled_and_default_paths(tiny):
     from scalecrafter_video.pipelines.text_to_video import TextToVideoPipeline
-    from tiny import tiny_vae
-
-    vae = tiny_vae(0)
+    vae = tiny.vae(0)
     pipe = TextToVideoPipeline.__new__(TextToVideoPipeline)
     pipe.vae = vae
     latents = torch.randn(1, 4, 5, 12, 12, generator=torch.Generator().manual_seed(2))
@@ -139,13 +135,11 @@ def test_restores_groupnorms_after_an_error():
     assert all("forward" not in m.__dict__ for m in vae.modules())
 
 
-def test_pooled_statistics_are_nearly_as_good_as_the_global_ones(monkeypatch):
+def test_pooled_statistics_are_nearly_as_good_as_the_global_ones(monkeypatch, tiny):
     """Tiles normalised with the true whole-frame statistics (an oracle) still differ from the plain
     decode at tile borders (receptive field); the pooled statistics should add little on top."""
     from scalecrafter_video import tiled_decode as td
-    from tiny import tiny_vae
-
-    vae = tiny_vae(0)
+    vae = tiny.vae(0)
     z = F.interpolate(torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2, size=(48, 48),
                       mode="bicubic", align_corners=False)
     norms = td._synced_groupnorms(vae.decoder)
