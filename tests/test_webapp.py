@@ -20,7 +20,6 @@ from scalecrafter_video.recipes.sidecar import SCHEMA
 from scalecrafter_video.webapp import app as webapp
 from scalecrafter_video.webapp.app import EDITED, Request, Studio, parse_size
 
-ROOT = Path(__file__).resolve().parents[1]
 needs_demo = pytest.mark.skipif(not (DEMO_MODEL_DIR / "model_index.json").is_file(),
                                 reason="demo model not trained (python scripts/train_demo_model.py)")
 
@@ -41,7 +40,7 @@ def _require_gradio():
 
 
 # --------------------------------------------------------------------------- without Gradio
-def test_package_and_cli_work_without_gradio():
+def test_package_and_cli_work_without_gradio(repo_root, subprocess_env):
     """Gradio is imported only by `ui`: with it blocked, the CLI builds and `ui` says how to install it."""
     code = (
         "import sys; sys.modules['gradio'] = None\n"
@@ -50,8 +49,8 @@ def test_package_and_cli_work_without_gradio():
         "build_parser().parse_args(['ui'])\n"
         "sys.exit(main(['ui', '--port', '7999']))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root, timeout=300,
+                          env=subprocess_env)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and 'pip install -e ".[ui]"' in lines[0], proc.stderr
@@ -323,7 +322,7 @@ def test_a_failing_run_is_a_message_and_the_app_keeps_serving(served, monkeypatc
     assert status.startswith("Done in"), status
 
 
-def test_a_busy_port_is_one_error_line(tmp_path):
+def test_a_busy_port_is_one_error_line(tmp_path, subprocess_env):
     import socket
 
     _require_gradio()
@@ -333,7 +332,7 @@ def test_a_busy_port_is_one_error_line(tmp_path):
         port = busy.getsockname()[1]
         proc = subprocess.run([sys.executable, "-m", "scalecrafter_video", "ui", "--port", str(port), "--out-dir",
                                str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+                              env=subprocess_env)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1] == (f"error: cannot listen on 127.0.0.1:{port}: the port is in use or the address is not this "

@@ -23,7 +23,6 @@ import pytest
 from scalecrafter_video.demo.model import DEMO_MODEL_DIR
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _missing() -> str | None:
@@ -46,7 +45,7 @@ def _chromium() -> str | None:
     return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def requirements():
     reason = _missing()
     if reason is not None:
@@ -61,18 +60,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(requirements, tmp_path_factory):
+@pytest.fixture
+def server(requirements, tmp_path, subprocess_env):
     """`python -m scalecrafter_video ui` on the demo model, in its own process; stopped with SIGTERM."""
-    base = tmp_path_factory.mktemp("ui-browser")
+    base = tmp_path
     out, cwd, home, tmp = base / "out", base / "cwd", base / "home", base / "tmp"
     for folder in (cwd, home, tmp):
         folder.mkdir()
     port = _free_port()
     log = open(base / "server.log", "w+")
     # Its own working folder, home and temporary folder: whatever the app wrote outside --out-dir shows up there.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "HOME": str(home), "TMPDIR": str(tmp)}
+    env = dict(subprocess_env, HOME=str(home), TMPDIR=str(tmp))
     for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "GRADIO_TEMP_DIR", "HF_HOME"):
         env.pop(name, None)
     proc = subprocess.Popen([sys.executable, "-m", "scalecrafter_video", "ui", "--port", str(port),
