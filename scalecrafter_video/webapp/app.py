@@ -14,7 +14,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 from ..errors import ConfigError, ScaleCrafterError
 
