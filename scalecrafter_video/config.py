@@ -284,13 +284,8 @@ class ScaleCrafterConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, _depth: int = 0, **overrides) -> ScaleCrafterConfig:
-        """Load a YAML schedule (omegaconf; ``${...}`` interpolation allowed; ``base: <preset>``
-        starts from a shipped preset)."""
-        import yaml
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-        from yaml import YAMLError
-
+        """Load a YAML schedule file (omegaconf; ``${...}`` interpolation allowed; ``base: <preset>``
+        starts from a shipped preset). Errors name the file."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
@@ -298,10 +293,23 @@ class ScaleCrafterConfig:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        cfg = cls.from_yaml_text(text, source=str(path), _depth=_depth, **overrides)
+        if cfg.name is None:
+            cfg.name = path.stem
+        return cfg
+
+    @classmethod
+    def from_yaml_text(cls, text: str, *, source: str = "schedule YAML", _depth: int = 0,
+                       **overrides) -> ScaleCrafterConfig:
+        """A schedule from YAML text (what :meth:`from_yaml` reads from a file); ``source`` names it in errors."""
+        import yaml
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+        from yaml import YAMLError
 
         def malformed(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return ConfigError(f"malformed YAML in {path}: {first}")
+            return ConfigError(f"malformed YAML in {source}: {first}")
 
         # The raw top level first: omegaconf reads an empty file or null as {} and refuses a scalar
         # with an OSError, so both are told apart here.
@@ -311,12 +319,12 @@ class ScaleCrafterConfig:
             raise malformed(exc) from None
         if raw is None or (isinstance(raw, dict) and not raw):
             raise ConfigError(
-                f"{path} is an empty schedule; give method: direct for Direct-Inf, or a dilation table "
+                f"{source} is an empty schedule; give method: direct for Direct-Inf, or a dilation table "
                 f"(or base: <preset>) for ScaleCrafter"
             )
         if not isinstance(raw, dict):
             raise ConfigError(
-                f"{path}: a ScaleCrafter config must be a mapping of schedule keys at the top level, "
+                f"{source}: a ScaleCrafter config must be a mapping of schedule keys at the top level, "
                 f"got {type(raw).__name__}"
             )
         try:
@@ -324,19 +332,19 @@ class ScaleCrafterConfig:
         except (YAMLError, OmegaConfBaseException, ValueError) as exc:
             raise malformed(exc) from None
         if not isinstance(data, dict):  # not reachable after the check above; kept as a guard
-            raise ConfigError(f"{path}: a ScaleCrafter config must be a mapping, got {type(data).__name__}")
+            raise ConfigError(f"{source}: a ScaleCrafter config must be a mapping, got {type(data).__name__}")
         if "base" in data:
             # ``base: <preset>`` reuses a shipped table; keys given here override it.
             base = data.pop("base")
             if not isinstance(base, str) or not base:
-                raise ConfigError(f"{path}: base must be a preset name such as sd2.1/2048x2048, got {_got(base)}")
+                raise ConfigError(f"{source}: base must be a preset name such as sd2.1/2048x2048, got {_got(base)}")
             if _depth > 8:
-                raise ConfigError(f"{path}: 'base' chain too deep (a cycle?)")
+                raise ConfigError(f"{source}: 'base' chain too deep (a cycle?)")
             data = {**cls.preset(base, _depth=_depth + 1).to_dict(), "name": None, **data}
         try:
             cfg = cls.from_dict(data, **overrides)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from None
         if (
             cfg.method == "scalecrafter"
             and not cfg.dilation
@@ -345,11 +353,9 @@ class ScaleCrafterConfig:
         ):
             hint = " (or method: attn-sf for attention scaling alone)" if cfg.attn_scale else ""
             raise ConfigError(
-                f"{path}: method scalecrafter with an empty dilation table, ndcfg_tau 0 and no disperse "
+                f"{source}: method scalecrafter with an empty dilation table, ndcfg_tau 0 and no disperse "
                 f"dilates nothing; use method: direct for Direct-Inf{hint}, or give a dilation table"
             )
-        if cfg.name is None:
-            cfg.name = path.stem
         return cfg
 
     @classmethod

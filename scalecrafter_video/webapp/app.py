@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, ScaleCrafterError
+from ..errors import ScaleCrafterError
 
 
 # =========================================================================== adapter
@@ -88,43 +88,16 @@ def resolution_levels(pipe) -> int:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """The test of the command line's top level (``cli/__init__.py``), which the library may not import."""
-    import torch
+    from ..runtime import is_out_of_memory as out_of_memory
 
-    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return out_of_memory(exc)
 
 
 def _schedule_from_text(text: str, method: str):
-    """A schedule from YAML text (``ScaleCrafterConfig.from_yaml`` reads files; the app writes none)."""
-    import yaml
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
+    """A schedule from the page's YAML text (nothing is written to disk for it)."""
     from ..config import ScaleCrafterConfig
 
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"the schedule YAML is malformed: {first}") from None
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError("the schedule YAML must be a mapping of schedule keys (method, dilation, dilate_tau, ...)")
-    try:
-        data = OmegaConf.to_container(OmegaConf.create(text), resolve=True)
-    except (yaml.YAMLError, OmegaConfBaseException, ValueError) as exc:
-        raise ConfigError(f"the schedule YAML is malformed: {str(exc).strip().splitlines()[0]}") from None
-    if "base" in data:
-        base = data.pop("base")
-        if not isinstance(base, str) or not base:
-            raise ConfigError(f"base must be a preset name such as sd2.1/2048x2048, got {base!r}")
-        data = {**ScaleCrafterConfig.preset(base).to_dict(), "name": None, **data}
-    try:
-        return ScaleCrafterConfig.from_dict(data, method=method)
-    except ConfigError as exc:
-        raise ConfigError(f"schedule YAML: {exc}") from None
+    return ScaleCrafterConfig.from_yaml_text(text, source="the schedule text", method=method)
 # ========================================================================= end adapter
 
 
