@@ -19,6 +19,7 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..config import ScaleCrafterConfig
@@ -62,6 +63,19 @@ def _bind(unet: nn.Module, args, kwargs):
 
 
 def _make_hooks(state: ScaleCrafterState):
+    """The UNet's forward pre-hook and forward hook.
+
+    Compile-friendly: every per-call decision (which step, which layers dilate, whether a damped
+    pass is due, the statistics) runs outside Dynamo (``torch.compiler.disable``), so a compiled UNet
+    never guards on step counters and never traces the bookkeeping. What the compiled graphs read
+    is only ``state.actions``, a fresh ``{layer: (factor, dispersed)}`` dict per phase: Dynamo guards
+    on its contents, so a trajectory compiles one graph per distinct phase (plain, dilated at each
+    progressive factor, damped) and reuses them at every later step. The post-hook itself is skipped
+    by Dynamo but not its callees (``recursive=False``), so the damped pass's UNet call runs
+    compiled like the main one.
+    """
+
+    @torch.compiler.disable
     def pre_hook(unet, args, kwargs):
         if state.in_damped_pass:
             return None
@@ -87,17 +101,37 @@ def _make_hooks(state: ScaleCrafterState):
             raise ConfigError(f"a CFG batch must have an even batch size, got {sample.shape[0]}")
         return None
 
-    def post_hook(unet, args, kwargs, output):
+    @torch.compiler.disable
+    def damped_inputs(args, kwargs):
+        """After the main pass: the damped pass's ``(args, kwargs)`` (the unconditional halves), with
+        the damped phase entered, when one is due; else ``None``, and the call is over."""
         if state.in_damped_pass or state.step is None:
             return None
-        try:
-            if not (state.ndcfg_on and state.step.cfg):
-                return None
-            with state.damped_pass():
-                damped = unet(*uncond_half(args, state.batch), **uncond_half(kwargs, state.batch))
-            return with_output_tensor(output, combine_damped(output_tensor(output), output_tensor(damped)))
-        finally:
+        if not (state.ndcfg_on and state.step.cfg):
             state.end_call()
+            return None
+        state.enter_damped_pass()
+        return uncond_half(args, state.batch), uncond_half(kwargs, state.batch)
+
+    @torch.compiler.disable
+    def finish(output, damped):
+        state.leave_damped_pass()
+        state.end_call()
+        if damped is None:
+            return None
+        return with_output_tensor(output, combine_damped(output_tensor(output), output_tensor(damped)))
+
+    @torch.compiler.disable(recursive=False)
+    def post_hook(unet, args, kwargs, output):
+        inputs = damped_inputs(args, kwargs)
+        if inputs is None:
+            return None
+        damped = None
+        try:
+            damped = unet(*inputs[0], **inputs[1])
+        finally:
+            result = finish(output, damped)
+        return result
 
     return pre_hook, post_hook
 
@@ -117,11 +151,18 @@ class _Installation:
             unpatch_conv(conv)
 
 
+def _uncompiled(module):
+    """The module inside a ``torch.compile`` wrapper (``OptimizedModule._orig_mod``): ScaleCrafter
+    patches and hooks the original, which the compiled wrapper calls."""
+    return getattr(module, "_orig_mod", module) if isinstance(module, nn.Module) else module
+
+
 def find_unet(target) -> tuple[nn.Module, object | None]:
     """``(unet, owner)``: the UNet of a pipeline-like object (``.unet``), or the UNet module itself."""
     unet = getattr(target, "unet", None)
     if isinstance(unet, nn.Module):
-        return unet, target
+        return _uncompiled(unet), target
+    target = _uncompiled(target)
     if isinstance(target, nn.Module):
         if not (hasattr(target, "down_blocks") or hasattr(target, "input_blocks")):
             raise TypeError(

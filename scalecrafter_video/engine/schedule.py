@@ -51,6 +51,7 @@ class ScaleCrafterState:
                 3, config.disperse_kernel, config.disperse_input_size, config.disperse_scale, config.disperse_eta
             )
         self.actions: dict[str, tuple[float, bool]] = {}
+        self._saved_actions: dict[str, tuple[float, bool]] = {}
         self.pixel_ratio = 1.0
         self.ndcfg_on = False
         self.in_damped_pass = False
@@ -123,14 +124,24 @@ class ScaleCrafterState:
                    + (f" but sampling ran steps {first}..{step.num_steps - 1}" if first >= n else ""))
         warnings.warn(f"ScaleCrafter did not act during this sampling run: {why}", RuntimeWarning, stacklevel=3)
 
-    @contextmanager
-    def damped_pass(self):
-        saved = self.actions
+    def enter_damped_pass(self) -> None:
+        """Switch to the damped pass's actions (the main pass's are kept to restore)."""
+        self._saved_actions = self.actions
         self.actions, self.in_damped_pass = self._actions(True), True
         self.stats.damped_calls += 1
         self.stats.damped_steps.append(self.step.index)
         self.acted = True
+
+    def leave_damped_pass(self) -> None:
+        """Back to the main pass's actions (a no-op when no damped pass was entered)."""
+        if self.in_damped_pass:
+            self.actions, self.in_damped_pass = self._saved_actions, False
+            self._saved_actions = {}
+
+    @contextmanager
+    def damped_pass(self):
+        self.enter_damped_pass()
         try:
             yield
         finally:
-            self.actions, self.in_damped_pass = saved, False
+            self.leave_damped_pass()
