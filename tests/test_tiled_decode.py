@@ -309,3 +309,15 @@ def test_ldm_autoencoder_tiles_once_per_layer_and_keeps_attention_per_tile():
     assert tiled.shape == ref.shape == (1, 3, 80, 80)
     assert (tiled - ref).abs().mean() < 0.6 * (own - ref).abs().mean()
     torch.testing.assert_close(synced_tiled_decode(vae, z[..., :16, :16], 16), vae.decode(z[..., :16, :16]))
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e3])
+def test_tile_statistics_match_the_two_pass_ones(offset):
+    """One-pass sums where they are exact, the two-pass variance where the mean dwarfs the spread."""
+    norm = nn.GroupNorm(4, 8)
+    x = torch.randn(2, 8, 9, 11, generator=torch.Generator().manual_seed(0)) * 0.5 + offset
+    n, mean, var = td._tile_statistics(norm, x)
+    ref = x.double().reshape(2, 4, -1)
+    assert n == ref.shape[-1]
+    torch.testing.assert_close(mean.double(), ref.mean(-1), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(var.double(), ref.var(-1, unbiased=False), rtol=1e-5, atol=1e-7)
