@@ -2,8 +2,9 @@
 
 Graphs are counted with a custom Dynamo backend that records each graph it is handed and runs it
 as traced (no code generation, so the test is cheap on the CPU). A *phase* is what the engine
-decides per UNet call: the batch size and the ``{layer: (factor, dispersed)}`` actions (plain;
-dilated at each progressive factor; the damped unconditional pass).
+decides per UNet call: the batch size, the ``{layer: (factor, dispersed)}`` actions (plain;
+dilated at each progressive factor; the damped unconditional pass) and how many down blocks the
+damped pass takes from the main pass.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def phases_of(unet):
 
     def record(module, args, kwargs):
         calls.append(1)
-        seen.add((args[0].shape[0], frozenset(state.actions.items())))
+        seen.add((args[0].shape[0], frozenset(state.actions.items()), state.reuse_blocks))
 
     handle = unet.register_forward_pre_hook(record, with_kwargs=True)  # after the engine's own
     try:
@@ -108,8 +109,9 @@ def test_compile_after_apply_has_one_graph_per_phase():
     apply_scalecrafter(unet, ScaleCrafterConfig.from_dict(CONFIG))
     eager, phases, calls = phases_of(unet)
     # plain; damped (batch 1, mid at 2); dilated, progressive over the 6-step window: mid 3 and up 2.5
-    # run at 3 for two steps, then both at 2 (down_blocks.1 stays at 2)
-    assert len(phases) == 4 and calls == 11  # 8 steps + 3 damped passes
+    # run at 3 for two steps, then both at 2 (down_blocks.1 stays at 2), keeping down block 0 for the
+    # damped pass while ndcfg is on (steps 0-2) and not after: 3 main-pass phases in the window
+    assert len(phases) == 5 and calls == 11  # 8 steps + 3 damped passes
     counter = GraphCounter()
     _check(torch.compile(unet, backend=counter), eager, phases, calls, counter)
 

@@ -14,6 +14,7 @@ exactly that. A failing ``apply`` leaves the previous installation in place.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from ..errors import ConfigError
 from .attn_sf import hook_self_attentions
 from .conv_patch import check_conv, patch_conv, unpatch_conv
 from .layers import match_sites, resolve_table, spatial_convs
-from .ndcfg import combine_damped, output_tensor, uncond_half, with_output_tensor
+from .ndcfg import combine_damped, output_tensor, uncond_half, with_output_tensor, wrap_down_block
 from .position import SchedulerTracker, resolve_step
 from .schedule import LayerPlan, ScaleCrafterState
 
@@ -79,6 +80,7 @@ def _make_hooks(state: ScaleCrafterState):
     def pre_hook(unet, args, kwargs):
         if state.in_damped_pass:
             return None
+        state.leave_damped_pass()  # drops any reuse left by a call that raised
         sample, t = _bind(unet, args, kwargs)
         state.batch = sample.shape[0]
         try:
@@ -99,6 +101,8 @@ def _make_hooks(state: ScaleCrafterState):
             )
         if state.ndcfg_on and step.cfg and sample.shape[0] % 2:
             raise ConfigError(f"a CFG batch must have an even batch size, got {sample.shape[0]}")
+        if state.ndcfg_on and step.cfg:
+            state.plan_damped_pass()
         return None
 
     @torch.compiler.disable
@@ -108,6 +112,7 @@ def _make_hooks(state: ScaleCrafterState):
         if state.in_damped_pass or state.step is None:
             return None
         if not (state.ndcfg_on and state.step.cfg):
+            state.leave_damped_pass()  # resets the per-call reuse (nothing to leave)
             state.end_call()
             return None
         state.enter_damped_pass()
@@ -143,12 +148,15 @@ class _Installation:
     state: ScaleCrafterState | None
     handles: list
     patched: list[nn.Module]
+    undos: list = dataclasses.field(default_factory=list)
 
     def undo(self) -> None:
         for handle in self.handles:
             handle.remove()
         for conv in self.patched:
             unpatch_conv(conv)
+        for undo in reversed(self.undos):
+            undo()
 
 
 def _uncompiled(module):
@@ -244,6 +252,11 @@ def _install(unet: nn.Module, owner, config: ScaleCrafterConfig) -> _Installatio
             record.patched.append(site.module)
         if config.uses_attn_scale:
             record.handles.extend(hook_self_attentions(unet, state))
+        down_blocks = getattr(unet, "down_blocks", None)
+        if config.method == "scalecrafter" and config.ndcfg_tau > 0 and isinstance(down_blocks, nn.ModuleList):
+            # diffusers layout: the damped pass may take leading down blocks from the main pass
+            state.down_blocks = len(down_blocks)
+            record.undos.extend(wrap_down_block(block, k, state) for k, block in enumerate(down_blocks))
         pre, post = _make_hooks(state)
         record.handles.append(unet.register_forward_pre_hook(pre, with_kwargs=True))
         record.handles.append(unet.register_forward_hook(post, with_kwargs=True))
