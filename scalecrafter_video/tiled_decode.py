@@ -268,8 +268,11 @@ class _Lockstep:
         if tile is None or tile.lockstep is not self:  # called outside this decode: a plain GroupNorm
             return nn.GroupNorm.forward(norm, x)
         stats = _tile_statistics(norm, x)
-        with _parked(self.device, self.keep) if self.park else contextlib.nullcontext():
+        if not self.park:
             mean, var = tile.suspend(norm, stats)
+        else:  # not the statistics: the scheduler pools them while this tile waits
+            with _parked(self.device, self.keep | {id(t) for t in stats[1:]}):
+                mean, var = tile.suspend(norm, stats)
         return _normalise(norm, x, mean, var)
 
     @contextlib.contextmanager

@@ -250,6 +250,14 @@ def test_parking_moves_waiting_tiles_out_and_back(monkeypatch):
         parked.append(t.numel())
         return t.to(torch.float64)
 
+    pool = td._pool_statistics
+
+    def pool_on_device(norm, stats):  # the statistics handed to the scheduler are never parked
+        assert all(s[1].dtype == s[2].dtype == torch.float32 for s in stats)
+        return pool(norm, stats)
+
+    monkeypatch.setattr(td, "_pool_statistics", pool_on_device)
+
     def to_device(t, like):
         assert t.dtype == torch.float64
         restored.append(t.numel())
