@@ -4,13 +4,13 @@ Builds diffusers' ``AutoencoderKL`` with Stable Diffusion's configuration (block
 128/256/512/512, layers_per_block 2, 4 latent channels, 32 groups) and seeded random weights (time
 and memory are those of the real model; no download), decodes smooth random latents of each frame
 size untiled and tiled (latent tile ``side / 2`` by default: 3 x 3 tiles with the quarter overlap),
-and prints per size the best-of-``--repeat`` seconds, the tiled / untiled ratio (the overlap's extra
+and prints per size the best-of-``--repeat`` seconds (runs interleaved), the tiled / untiled ratio (the overlap's extra
 pixels included) and max |tiled - untiled| (the seam error). ``--old FILE`` also times another
 ``tiled_decode`` module (e.g. the multi-pass one: ``git show 320c95f:scalecrafter_video/tiled_decode.py
 > /tmp/old_td.py``) on the same inputs.
 
     python scripts/bench_tiled_decode.py --sizes 512 1024 [--tile 32 64] [--threads 2]
-        [--device cuda --dtype float16] [--old /tmp/old_td.py] [--json out.json]
+        [--device cuda --dtype float16] [--old /tmp/old_td.py] [--old-pool] [--repeat 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,19 +42,34 @@ def smooth_latents(side: int, device: str, dtype):
     return torch.nn.functional.interpolate(z, size=(side, side), mode="bicubic", align_corners=False).to(device, dtype)
 
 
-def timed(fn, repeat: int, device: str):
+def timed(fns: dict, repeat: int, device: str) -> tuple[dict, dict]:
+    """Best-of-``repeat`` seconds of each of ``fns`` (name -> callable), run interleaved round by
+    round so that machine load drifting over the run hits them alike; and their last outputs."""
     import torch
 
-    best, out = float("inf"), None
+    best, outs = {k: float("inf") for k in fns}, {}
     for _ in range(repeat):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        for name, fn in fns.items():
+            outs.pop(name, None)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            outs[name] = fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, outs
+
+
+def _old_pool(norm, stats):
+    """The pooled statistics before 2026-12: mu = sum_t w_t mu_t, var = sum_t w_t v_t n_t / (n_t - 1)."""
+    import torch
+
+    n = torch.tensor([s[0] for s in stats], dtype=torch.float64, device=stats[0][1].device)
+    w = (n / n.sum())[:, None, None]
+    mus = torch.stack([s[1].double() for s in stats])
+    vs = torch.stack([s[2].double() for s in stats])
+    return (w * mus).sum(0).float(), (w * vs * (n / (n - 1))[:, None, None]).sum(0).float()
 
 
 def main() -> int:
@@ -67,6 +82,9 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--old", default=None, help="also time this file's synced_tiled_decode (another version)")
+    ap.add_argument("--old-pool", action="store_true",
+                    help="also report max|diff| of one more (untimed) tiled decode with the pre-2026-12 pooled "
+                         "variance (mean of Bessel-corrected tile variances, no between-tile term)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -92,31 +110,50 @@ def main() -> int:
             side = size // 8
             z = smooth_latents(side, args.device, dtype)
             n = len(tile_starts(side, tile, max(int(tile * 0.75), 1))) ** 2
-            t_plain, ref = timed(lambda: vae.decode(z).sample, args.repeat, args.device)
-            t_tiled, out = timed(lambda: synced_tiled_decode(vae, z, tile), args.repeat, args.device)
-            row = {"size": size, "latent": side, "tile": tile, "tiles": n, "untiled_s": round(t_plain, 2),
-                   "tiled_s": round(t_tiled, 2), "ratio": round(t_tiled / t_plain, 3),
-                   "max_abs_diff": round((out.float() - ref.float()).abs().max().item(), 4),
-                   "mean_abs_diff": round((out.float() - ref.float()).abs().mean().item(), 5)}
-            del out
+            fns = {"untiled": lambda: vae.decode(z).sample, "tiled": lambda: synced_tiled_decode(vae, z, tile)}
             if old is not None:
-                t_old, out = timed(lambda: old.synced_tiled_decode(vae, z, tile), args.repeat, args.device)
-                row.update(old_s=round(t_old, 2), old_ratio=round(t_old / t_plain, 3),
-                           old_max_abs_diff=round((out.float() - ref.float()).abs().max().item(), 4),
-                           old_mean_abs_diff=round((out.float() - ref.float()).abs().mean().item(), 5))
-                del out
+                fns["old"] = lambda: old.synced_tiled_decode(vae, z, tile)
+            t, outs = timed(fns, args.repeat, args.device)
+            ref = outs.pop("untiled").float()
+            diff = {k: (v.float() - ref).abs() for k, v in outs.items()}
+            row = {"size": size, "latent": side, "tile": tile, "tiles": n, "untiled_s": round(t["untiled"], 2),
+                   "tiled_s": round(t["tiled"], 2), "ratio": round(t["tiled"] / t["untiled"], 3),
+                   "max_abs_diff": round(diff["tiled"].max().item(), 4),
+                   "mean_abs_diff": round(diff["tiled"].mean().item(), 5)}
+            if old is not None:
+                row.update(old_s=round(t["old"], 2), old_ratio=round(t["old"] / t["untiled"], 3),
+                           old_max_abs_diff=round(diff["old"].max().item(), 4),
+                           old_mean_abs_diff=round(diff["old"].mean().item(), 5))
+            if args.old_pool:
+                from scalecrafter_video import tiled_decode as td
+
+                exact = td._pool_statistics
+                td._pool_statistics = _old_pool
+                try:
+                    y = synced_tiled_decode(vae, z, tile)
+                finally:
+                    td._pool_statistics = exact
+                d = (y.float() - ref).abs()
+                row.update(old_pool_max_abs_diff=round(d.max().item(), 4),
+                           old_pool_mean_abs_diff=round(d.mean().item(), 5))
+                del y, d
+            del outs, diff, ref
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\nSD VAE (random weights), {args.device} {args.dtype}, threads {torch.get_num_threads()}")
     head = f"{'frame':>9} {'tiles':>9} {'untiled s':>10} {'tiled s':>9} {'tiled/untiled':>14} {'max|diff|':>10}"
     if old is not None:
         head += f" {'old s':>9} {'old/untiled':>12} {'old max|diff|':>14}"
+    if args.old_pool:
+        head += f" {'old-pool max|diff|':>19}"
     print(head)
     for r in rows:
         line = (f"{r['size']:>4}x{r['size']:<4} {r['tiles']:>3} x{r['tile']:>3}  {r['untiled_s']:>10} {r['tiled_s']:>9} "
                 f"{r['ratio']:>13}x {r['max_abs_diff']:>10}")
         if old is not None:
             line += f" {r['old_s']:>9} {r['old_ratio']:>11}x {r['old_max_abs_diff']:>14}"
+        if args.old_pool:
+            line += f" {r['old_pool_max_abs_diff']:>19}"
         print(line)
     if args.json:
         with open(args.json, "w") as f:
