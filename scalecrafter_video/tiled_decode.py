@@ -42,10 +42,13 @@ itself uses: the spatial ones (``ResnetBlock2D``, ``conv_norm_out``) see ``(b*f,
 pooled per frame and group; the temporal ones (``TemporalResnetBlock.norm1/norm2``) see
 ``(b, c, f, h, w)``, so their groups span all frames of a video and are pooled per video and group.
 
-The earlier implementation found the pooled statistics with one partial decoder pass per GroupNorm
-(about ``#GroupNorms / 2`` decoder passes per tile, 15-20x an untiled decode); it was removed: the
-lockstep decode computes the same pool (exactly, now) with one pass, and with parking it keeps
-accelerator memory as flat.
+On the CPU there is no other memory to park in: the lockstep decode then holds every tile's live
+activations at each GroupNorm, about as much as the untiled decode (measured with
+``scripts/bench_memory.py``, 512 px, quarter-width SD VAE, tiles of 16: 395 MiB tiled vs 343-371
+MiB untiled). ``low_memory=True`` keeps the earlier decode for that case: one tile alive at a time
+(62 MiB there), the pooled statistics found with one partial decoder pass per GroupNorm, about
+``#GroupNorms / 2`` decoder passes per tile (13x the untiled time there, 15-25x elsewhere). Both
+pool identically.
 """
 
 from __future__ import annotations
@@ -193,6 +196,18 @@ def _parked(device: torch.device, keep: set[int]):
 # Lockstep decoding
 
 
+@contextlib.contextmanager
+def _routed(norms: list[nn.GroupNorm], forward: Callable[[nn.GroupNorm, torch.Tensor], torch.Tensor]):
+    """Route ``norms`` through ``forward(norm, x)`` (an instance attribute, removed on exit)."""
+    try:
+        for norm in norms:
+            norm.forward = (lambda x, _n=norm: forward(_n, x))
+        yield
+    finally:
+        for norm in norms:
+            norm.__dict__.pop("forward", None)
+
+
 class _Abort(BaseException):
     """Raised inside a suspended tile's decoder to unwind its thread when the decode is abandoned."""
 
@@ -275,24 +290,13 @@ class _Lockstep:
                 mean, var = tile.suspend(norm, stats)
         return _normalise(norm, x, mean, var)
 
-    @contextlib.contextmanager
-    def installed(self):
-        """Route the synchronized GroupNorms through :meth:`_forward` (instance attribute, removed on exit)."""
-        try:
-            for norm in self.norms:
-                norm.forward = (lambda x, _n=norm: self._forward(_n, x))
-            yield self
-        finally:
-            for norm in self.norms:
-                norm.__dict__.pop("forward", None)
-
     def run(self, calls: list[Callable[[], torch.Tensor]], on_done: Callable[[int, torch.Tensor], None]) -> None:
         """Run ``calls`` (one decoder call per tile) in lockstep; ``on_done(k, output)`` receives
         each tile's output as it finishes, in tile order. Re-raises the first tile's error."""
         tiles = [_Tile(k, call, self) for k, call in enumerate(calls)]
         started: list[_Tile] = []
         try:
-            with self.installed():
+            with _routed(self.norms, self._forward):
                 waiting, reply = tiles, None  # tiles to (re)start this round, and what they get
                 while waiting:
                     arrived = []  # (tile, norm, stats) of the tiles now waiting at a GroupNorm
@@ -324,6 +328,53 @@ class _Lockstep:
                     tile.inbox.put(_ABORT)
             for tile in started:
                 tile.thread.join()
+
+
+# ----------------------------------------------------------------------------------------------
+# Low-memory decoding: one tile at a time, statistics found pass by pass
+
+
+class _Stop(Exception):
+    """Raised inside a tile's decoder once it reaches the GroupNorm being measured."""
+
+
+def _multipass(norms: list[nn.GroupNorm], calls: list[Callable[[], torch.Tensor]],
+               on_done: Callable[[int, torch.Tensor], None]) -> None:
+    """Only one tile's activations alive at a time: pass k runs every tile up to the first GroupNorm
+    whose pooled statistics are not known yet (earlier ones normalise with theirs), records the
+    tile's statistics and stops; the pool is then fixed. The pass in which a tile gets through the
+    decoder (all GroupNorms it reaches are known) is the final one. About ``#GroupNorms / 2``
+    partial decoder passes per tile on top of the final one."""
+    known: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    reached: list[nn.GroupNorm] = []
+    stats: list = []
+
+    def forward(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+        pooled = known.get(id(norm))
+        if pooled is not None:
+            return _normalise(norm, x, *pooled)
+        reached.append(norm)
+        stats.append(_tile_statistics(norm, x))
+        raise _Stop
+
+    with _routed(norms, forward):
+        while True:
+            reached.clear(), stats.clear()
+            for k, call in enumerate(calls):
+                try:
+                    out = call()
+                except _Stop:
+                    continue
+                if k:
+                    raise RuntimeError("tiles reached different GroupNorms in one measuring pass")
+                on_done(0, out)  # every GroupNorm the decoder reaches is known: this is the final pass
+                del out
+                for k2 in range(1, len(calls)):
+                    on_done(k2, calls[k2]())
+                return
+            if any(norm is not reached[0] for norm in reached):
+                raise RuntimeError("tiles reached different GroupNorms in one measuring pass")
+            known[id(reached[0])] = _pool_statistics(reached[0], list(stats))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,7 +437,7 @@ def _plain(out) -> torch.Tensor:
 
 
 def _decode_tiles(vae, z: torch.Tensor, tile_size: int, sync_attention: bool, sync: bool, park: bool | None,
-                  decoder_kwargs: dict) -> torch.Tensor:
+                  low_memory: bool, decoder_kwargs: dict) -> torch.Tensor:
     """Shared body of the two public functions: ``z`` ``(n, c, h, w)`` -> ``(n, 3, H, W)``."""
     n, _, h, w = z.shape
     rows, cols, tiles = _tiles(h, w, tile_size)
@@ -406,18 +457,23 @@ def _decode_tiles(vae, z: torch.Tensor, tile_size: int, sync_attention: bool, sy
         for i, j in tiles:
             canvas.add(i, j, call(i, j)())
         return canvas.result(z.dtype)
+    norms = _synced_groupnorms(decoder, sync_attention)
+    calls = [call(i, j) for i, j in tiles]
+    on_done = lambda k, tile: canvas.add(*tiles[k], tile)  # noqa: E731
+    if low_memory:
+        _multipass(norms, calls, on_done)
+        return canvas.result(z.dtype)
     if park is None:
         park = z.device.type != "cpu"
     shared = [z, *(v for v in decoder_kwargs.values() if isinstance(v, torch.Tensor))]
-    lockstep = _Lockstep(_synced_groupnorms(decoder, sync_attention), vae, shared, z.device, park)
-    lockstep.run([call(i, j) for i, j in tiles], lambda k, tile: canvas.add(*tiles[k], tile))
+    _Lockstep(norms, vae, shared, z.device, park).run(calls, on_done)
     return canvas.result(z.dtype)
 
 
 @torch.no_grad()
 def synced_tiled_decode(
     vae, z: torch.Tensor, tile_size: int, sync_attention: bool = False, sync: bool = True,
-    park: bool | None = None,
+    park: bool | None = None, low_memory: bool = False,
 ) -> torch.Tensor:
     """Decode scaled latents ``z`` ``(n, c, h, w)`` (already divided by the scaling factor) with
     latent tiles of ``tile_size``; returns ``(n, 3, H, W)`` like ``vae.decode(z).sample`` (diffusers'
@@ -426,8 +482,10 @@ def synced_tiled_decode(
     Tiles overlap by a quarter; the stride is ``int(tile_size * 0.75)``. A frame that fits in one
     tile is decoded in one plain pass. Every decoder layer runs once per tile (lockstep, see the
     module notes); ``park`` (default: on when ``z`` is not on the CPU) keeps waiting tiles'
-    activations in host memory. ``sync=False`` keeps per-tile statistics (the unsynchronized
-    baseline, for comparisons). For the temporal (Stable Video Diffusion) VAE use
+    activations in host memory. ``low_memory=True`` holds one tile's activations at a time on any
+    device, at about ``#GroupNorms / 2`` partial decoder passes per tile (module notes: for
+    CPU-only machines). ``sync=False`` keeps per-tile statistics (the unsynchronized baseline, for
+    comparisons). For the temporal (Stable Video Diffusion) VAE use
     :func:`synced_tiled_decode_temporal`.
     """
     if tile_size < 2:
@@ -435,13 +493,13 @@ def synced_tiled_decode(
     n, _, h, w = z.shape
     if h <= tile_size and w <= tile_size:
         return _plain(vae.decode(z))
-    return _decode_tiles(vae, z, tile_size, sync_attention, sync, park, {})
+    return _decode_tiles(vae, z, tile_size, sync_attention, sync, park, low_memory, {})
 
 
 @torch.no_grad()
 def synced_tiled_decode_temporal(
     vae, z: torch.Tensor, tile_size: int, num_frames: int, sync_attention: bool = False, sync: bool = True,
-    park: bool | None = None,
+    park: bool | None = None, low_memory: bool = False,
 ) -> torch.Tensor:
     """Tiled decode for a temporal VAE (diffusers' ``AutoencoderKLTemporalDecoder``, Stable Video
     Diffusion); the counterpart of ``vae.decode(z, num_frames=num_frames).sample``.
@@ -465,7 +523,8 @@ def synced_tiled_decode_temporal(
     when ``layers_per_block=1``) cost nothing. Tiles overlap by a quarter and are blended linearly as
     in :func:`synced_tiled_decode`; a frame that fits in one tile is decoded in one plain pass. Each
     tile holds all ``b * num_frames`` frames of its window, so call it per video to bound memory
-    further. ``park`` as in :func:`synced_tiled_decode`; ``sync=False`` keeps per-tile statistics.
+    further. ``park`` and ``low_memory`` as in :func:`synced_tiled_decode`; ``sync=False`` keeps
+    per-tile statistics.
     """
     if tile_size < 2:
         raise ValueError(f"tile_size must be at least 2 latent pixels, got {tile_size}")
@@ -477,5 +536,5 @@ def synced_tiled_decode_temporal(
     if h <= tile_size and w <= tile_size:
         return vae.decode(z, num_frames=num_frames).sample
     indicator = torch.zeros(n // num_frames, num_frames, dtype=z.dtype, device=z.device)
-    return _decode_tiles(vae, z, tile_size, sync_attention, sync, park,
+    return _decode_tiles(vae, z, tile_size, sync_attention, sync, park, low_memory,
                          {"image_only_indicator": indicator, "num_frames": num_frames})

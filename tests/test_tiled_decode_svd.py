@@ -234,3 +234,9 @@ def test_rejects_bad_inputs_and_restores_the_norms(vae):
     with pytest.raises(RuntimeError):  # wrong channel count: fails inside the decoder
         synced_tiled_decode_temporal(vae, z[:, :3], TILE, FRAMES)
     assert all("forward" not in m.__dict__ for m in vae.modules())
+
+
+def test_low_memory_decode_equals_the_lockstep_one(vae):
+    z = smooth_latents(8)
+    torch.testing.assert_close(synced_tiled_decode_temporal(vae, z, TILE, FRAMES, low_memory=True),
+                               synced_tiled_decode_temporal(vae, z, TILE, FRAMES), rtol=1e-5, atol=1e-5)
