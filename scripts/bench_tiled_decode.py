@@ -148,8 +148,8 @@ def main() -> int:
         head += f" {'old-pool max|diff|':>19}"
     print(head)
     for r in rows:
-        line = (f"{r['size']:>4}x{r['size']:<4} {r['tiles']:>3} x{r['tile']:>3}  {r['untiled_s']:>10} {r['tiled_s']:>9} "
-                f"{r['ratio']:>13}x {r['max_abs_diff']:>10}")
+        line = (f"{r['size']:>4}x{r['size']:<4} {r['tiles']:>3} x{r['tile']:>3}  {r['untiled_s']:>10} "
+                f"{r['tiled_s']:>9} {r['ratio']:>13}x {r['max_abs_diff']:>10}")
         if old is not None:
             line += f" {r['old_s']:>9} {r['old_ratio']:>11}x {r['old_max_abs_diff']:>14}"
         if args.old_pool:

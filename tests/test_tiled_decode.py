@@ -186,7 +186,8 @@ def _count_calls(model: nn.Module, fn):
 
 def _smooth(n: int, side: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.randn(n, 4, 6, 6, generator=g) * 2, size=(side, side), mode="bicubic", align_corners=False)
+    z = torch.randn(n, 4, 6, 6, generator=g) * 2
+    return F.interpolate(z, size=(side, side), mode="bicubic", align_corners=False)
 
 
 def test_every_decoder_layer_runs_exactly_once_per_tile():
