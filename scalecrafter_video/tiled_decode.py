@@ -169,7 +169,9 @@ def _parked(device: torch.device, keep: set[int]):
     """Move the tensors held by the calling thread's frames that live on ``device`` to host memory
     (their ``.data``, so every reference sees the move) and bring them back on exit. Skipped: ids in
     ``keep`` (the model's parameters and buffers) and views (moving a view would split it from its
-    base)."""
+    base). Best effort: a view held by a frame keeps its base's device storage alive, and a parked
+    base no longer shares storage with such a view (harmless without in-place writes, which the
+    decoders here do not make between GroupNorms)."""
     found: dict[int, torch.Tensor] = {}
     frame = sys._getframe(2)  # the caller of the GroupNorm wrapper and up, to the thread's root
     while frame is not None:
