@@ -365,3 +365,38 @@ def test_per_axis_schedule_round_trips_through_yaml(tmp_path):
         _config(dilation={"mid_block.*": [1, 2, 3]})
     with pytest.raises(ConfigError):
         _config(dilation={"mid_block.*": [0.5, 2]})
+
+
+def test_damped_pass_reuses_the_down_blocks_both_tables_leave_alone(unet3d):
+    """Down blocks on which the main and damped tables agree are computed once (in the main pass);
+    the result equals recomputing them, and a block the tables treat differently runs twice."""
+    x = _video()
+    block0 = unet3d.down_blocks[0].resnets[0]
+    block1 = unet3d.down_blocks[1].resnets[0]
+    calls = {0: [], 1: []}
+    hooks = [block0.register_forward_pre_hook(lambda m, a: calls[0].append(a[0].shape[0])),
+             block1.register_forward_pre_hook(lambda m, a: calls[1].append(a[0].shape[0]))]
+    try:
+        cfg = _config(dilation={"down_blocks.1.*": 2, "mid_block.*": 3}, ndcfg_dilation={"mid_block.*": 2},
+                      ndcfg_tau=0.7)
+        apply_scalecrafter(unet3d, cfg)
+        state = scalecrafter_state(unet3d)
+        reused = _run(unet3d, x)
+        frames = x.shape[2]
+        assert calls[0] == [2 * frames] and calls[1] == [2 * frames, frames]  # block 0 not re-run
+        assert state.reused == {} and state.reuse_blocks == 0  # nothing kept after the call
+        state.down_blocks = 0  # switch the reuse off: every block runs in the damped pass
+        calls[0].clear(), calls[1].clear()
+        recomputed = _run(unet3d, x)
+        assert calls[0] == [2 * frames, frames]
+        torch.testing.assert_close(reused, recomputed, rtol=1e-5, atol=1e-5)
+        # Tables that differ at the first level: nothing to reuse.
+        apply_scalecrafter(unet3d, _config(dilation={"down_blocks.0.*": 2}, ndcfg_dilation={}, ndcfg_tau=0.7))
+        calls[0].clear()
+        _run(unet3d, x)
+        assert calls[0] == [2 * frames, frames]
+    finally:
+        for h in hooks:
+            h.remove()
+        remove_scalecrafter(unet3d)
+    assert not _leftovers(unet3d) and not any("forward" in b.__dict__ for b in unet3d.down_blocks)

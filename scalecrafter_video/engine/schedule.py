@@ -10,6 +10,7 @@ from ..config import ScaleCrafterConfig, progressive_factor
 from ..ops.disperse import dispersion_transform
 from ..ops.redilate import as_axes
 from ..trajectory import StepInfo
+from .ndcfg import shared_down_blocks
 from .position import active_steps, window_remaining
 
 __all__ = ["CallStats", "LayerPlan", "ScaleCrafterState"]
@@ -51,6 +52,7 @@ class ScaleCrafterState:
                 3, config.disperse_kernel, config.disperse_input_size, config.disperse_scale, config.disperse_eta
             )
         self.actions: dict[str, tuple[float, bool]] = {}
+        self._saved_actions: dict[str, tuple[float, bool]] = {}
         self.pixel_ratio = 1.0
         self.ndcfg_on = False
         self.in_damped_pass = False
@@ -58,6 +60,10 @@ class ScaleCrafterState:
         self.stats = CallStats()
         self.step: StepInfo | None = None
         self.batch = 0  # leading dim of the current call's sample (the CFG batch 2B)
+        self.down_blocks = 0  # the UNet's number of down blocks the damped pass may reuse (0: none)
+        self.reuse_blocks = 0  # this call: leading down blocks the damped pass takes from the main pass
+        self.reused: dict[int, object] = {}  # their unconditional outputs, kept by the main pass
+        self._damped_actions: dict[str, tuple[float, bool]] | None = None
         self._warned = False
         self.warned_layers: set[str] = set()
         self._last_index = None
@@ -123,14 +129,33 @@ class ScaleCrafterState:
                    + (f" but sampling ran steps {first}..{step.num_steps - 1}" if first >= n else ""))
         warnings.warn(f"ScaleCrafter did not act during this sampling run: {why}", RuntimeWarning, stacklevel=3)
 
-    @contextmanager
-    def damped_pass(self):
-        saved = self.actions
-        self.actions, self.in_damped_pass = self._actions(True), True
+    def plan_damped_pass(self) -> None:
+        """Before a main pass that a damped pass will follow: its actions, and how many leading down
+        blocks it can take from the main pass (:func:`.ndcfg.shared_down_blocks`)."""
+        self._damped_actions = self._actions(True)
+        self.reuse_blocks = shared_down_blocks(self.actions, self._damped_actions, self.down_blocks)
+        self.reused = {}
+
+    def enter_damped_pass(self) -> None:
+        """Switch to the damped pass's actions (the main pass's are kept to restore)."""
+        self._saved_actions = self.actions
+        damped = self._damped_actions if self._damped_actions is not None else self._actions(True)
+        self.actions, self.in_damped_pass = damped, True
         self.stats.damped_calls += 1
         self.stats.damped_steps.append(self.step.index)
         self.acted = True
+
+    def leave_damped_pass(self) -> None:
+        """Back to the main pass's actions (a no-op when no damped pass was entered)."""
+        if self.in_damped_pass:
+            self.actions, self.in_damped_pass = self._saved_actions, False
+            self._saved_actions = {}
+        self._damped_actions, self.reuse_blocks, self.reused = None, 0, {}
+
+    @contextmanager
+    def damped_pass(self):
+        self.enter_damped_pass()
         try:
             yield
         finally:
-            self.actions, self.in_damped_pass = saved, False
+            self.leave_damped_pass()
