@@ -62,12 +62,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["synced_tiled_decode", "synced_tiled_decode_temporal", "tile_starts"]
+from .ops import groupnorm_stats as gn
+
+__all__ = ["synced_groupnorms", "synced_tiled_decode", "synced_tiled_decode_temporal", "tile_starts"]
 
 OVERLAP = 0.25  # fraction of a tile shared with its neighbour (diffusers' tiling)
-# mean^2 / var above which a tile's variance is taken two-pass (the one-pass E[x^2] - mean^2 would
-# lose about 1e-7 * this ratio of relative precision in fp32).
-_CANCELLATION = 100.0
 
 
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
@@ -86,59 +85,11 @@ def _in_attention(name: str) -> bool:
     return name.endswith("group_norm") or any(p in ("attentions", "attn") or p.startswith("attn_") for p in parts)
 
 
-def _synced_groupnorms(decoder: nn.Module, sync_attention: bool = False) -> list[nn.GroupNorm]:
+def synced_groupnorms(decoder: nn.Module, sync_attention: bool = False) -> list[nn.GroupNorm]:
+    """The decoder's GroupNorms whose statistics are pooled across tiles (attention blocks' norms
+    stay per tile unless ``sync_attention``), in module order."""
     return [m for name, m in decoder.named_modules()
             if isinstance(m, nn.GroupNorm) and (sync_attention or not _in_attention(name))]
-
-
-# ----------------------------------------------------------------------------------------------
-# Statistics
-
-
-def _tile_statistics(norm: nn.GroupNorm, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """One tile's ``(n_t, mu_t, v_t)`` at ``norm``: ``x`` is ``(b, c, *spatial)`` as nn.GroupNorm sees
-    it (a frame per sample for ``(b*f, c, h, w)``, a whole video for ``(b, c, f, h, w)``), grouped as
-    nn.GroupNorm groups it (``num_groups`` contiguous channel runs); ``mu_t``, ``v_t`` are fp32
-    ``(b, groups)``, ``v_t`` the biased variance."""
-    xg = x.reshape(x.shape[0], norm.num_groups, -1)
-    n = xg.shape[-1]
-    # Sum and sum of squares, two plain fp32 reductions (torch.var_mean is ~15x slower on the CPU,
-    # more than the whole GroupNorm): var = E[x^2] - mean^2, exact unless the mean dwarfs the
-    # spread, where the cancellation would cost precision and the two-pass variance is used instead.
-    mean = torch.sum(xg, dim=-1, dtype=torch.float32) / n
-    var = torch.linalg.vector_norm(xg, dim=-1, dtype=torch.float32).square() / n - mean.square()
-    if bool((mean.square() > _CANCELLATION * var.clamp_min(1e-30)).any()):
-        var, mean = torch.var_mean(xg.float(), dim=-1, correction=0)
-    return n, mean, var.clamp_min(0.0)
-
-
-def _pool_statistics(norm: nn.GroupNorm, stats: list[tuple[int, torch.Tensor, torch.Tensor]]):
-    """Pool per-tile ``(n_t, mu_t, v_t)`` (each ``(b, groups)``) into the exact mean and biased
-    variance of all the tiles' elements together; returns fp32 ``(mean, var)``, each ``(b, groups)``.
-    ``norm`` is the GroupNorm they belong to (unused here; tests substitute exact statistics by it)."""
-    device = stats[0][1].device
-    acc = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    n = torch.tensor([s[0] for s in stats], dtype=acc, device=device)
-    w = (n / n.sum())[:, None, None]
-    mus = torch.stack([s[1].to(acc) for s in stats])  # (tiles, b, groups)
-    vs = torch.stack([s[2].to(acc) for s in stats])
-    mean = (w * mus).sum(0)
-    var = (w * (vs + (mus - mean).square())).sum(0)
-    return mean.float(), var.float()
-
-
-def _normalise(norm: nn.GroupNorm, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """nn.GroupNorm's output for ``x`` ``(b, c, *spatial)`` with the given fp32 ``(b, groups)``
-    statistics, computed in fp32 as one fused multiply-add, returned in ``x.dtype``."""
-    b, c = x.shape[:2]
-    per_group = c // norm.num_groups
-    scale = torch.rsqrt(var + norm.eps).repeat_interleave(per_group, dim=1)  # (b, c)
-    shift = -mean.repeat_interleave(per_group, dim=1) * scale
-    if norm.affine:
-        scale = scale * norm.weight.float()
-        shift = shift * norm.weight.float() + norm.bias.float()
-    shape = (b, c) + (1,) * (x.ndim - 2)
-    return torch.addcmul(shift.reshape(shape), x.float(), scale.reshape(shape)).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,13 +235,13 @@ class _Lockstep:
         tile = getattr(_current, "tile", None)
         if tile is None or tile.lockstep is not self:  # called outside this decode: a plain GroupNorm
             return nn.GroupNorm.forward(norm, x)
-        stats = _tile_statistics(norm, x)
+        stats = gn.tile_statistics(norm, x)
         if not self.park:
             mean, var = tile.suspend(norm, stats)
         else:  # not the statistics: the scheduler pools them while this tile waits
             with _parked(self.device, self.keep | {id(t) for t in stats[1:]}):
                 mean, var = tile.suspend(norm, stats)
-        return _normalise(norm, x, mean, var)
+        return gn.normalise(norm, x, mean, var)
 
     def run(self, calls: list[Callable[[], torch.Tensor]], on_done: Callable[[int, torch.Tensor], None]) -> None:
         """Run ``calls`` (one decoder call per tile) in lockstep; ``on_done(k, output)`` receives
@@ -322,7 +273,7 @@ class _Lockstep:
                     if len({id(norm) for _, norm, _ in arrived}) > 1:
                         raise RuntimeError("tiles reached different GroupNorms in lockstep")
                     if arrived:
-                        reply = _pool_statistics(arrived[0][1], [stats for _, _, stats in arrived])
+                        reply = gn.pool_statistics(arrived[0][1], [stats for _, _, stats in arrived])
                     waiting = [tile for tile, _, _ in arrived]
         finally:
             for tile in started:
@@ -354,9 +305,9 @@ def _multipass(norms: list[nn.GroupNorm], calls: list[Callable[[], torch.Tensor]
     def forward(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
         pooled = known.get(id(norm))
         if pooled is not None:
-            return _normalise(norm, x, *pooled)
+            return gn.normalise(norm, x, *pooled)
         reached.append(norm)
-        stats.append(_tile_statistics(norm, x))
+        stats.append(gn.tile_statistics(norm, x))
         raise _Stop
 
     with _routed(norms, forward):
@@ -376,7 +327,7 @@ def _multipass(norms: list[nn.GroupNorm], calls: list[Callable[[], torch.Tensor]
                 return
             if any(norm is not reached[0] for norm in reached):
                 raise RuntimeError("tiles reached different GroupNorms in one measuring pass")
-            known[id(reached[0])] = _pool_statistics(reached[0], list(stats))
+            known[id(reached[0])] = gn.pool_statistics(reached[0], list(stats))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -459,7 +410,7 @@ def _decode_tiles(vae, z: torch.Tensor, tile_size: int, sync_attention: bool, sy
         for i, j in tiles:
             canvas.add(i, j, call(i, j)())
         return canvas.result(z.dtype)
-    norms = _synced_groupnorms(decoder, sync_attention)
+    norms = synced_groupnorms(decoder, sync_attention)
     calls = [call(i, j) for i, j in tiles]
     on_done = lambda k, tile: canvas.add(*tiles[k], tile)  # noqa: E731
     if low_memory:

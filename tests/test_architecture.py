@@ -68,8 +68,6 @@ def test_ops_is_pure_tensor_maths(parts, path):
 
 # ------------------------------------------------------------------ the tests follow the package
 TESTS = Path(__file__).resolve().parent
-# Being rewritten together with tiled_decode.py (its synced-GroupNorm internals have no public name yet).
-PRIVATE_IMPORTS_ALLOWED = {"test_tiled_decode.py": {"_Sync"}}
 
 
 @pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
@@ -87,5 +85,4 @@ def test_tests_share_code_through_conftest_fixtures_and_import_only_public_names
             continue
         helpers = sorted(m for m in modules if m.split(".")[0] in siblings)
         assert not helpers, f"{path.name} imports {helpers}: ask for a conftest.py fixture instead"
-    private -= PRIVATE_IMPORTS_ALLOWED.get(path.name, set())
     assert not private, f"{path.name} imports private names {sorted(private)}"

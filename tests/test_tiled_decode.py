@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scalecrafter_video import tiled_decode as td
+from scalecrafter_video.ops import groupnorm_stats as gn
 from scalecrafter_video.tiled_decode import synced_tiled_decode, tile_starts
 
 
@@ -55,7 +56,7 @@ def test_pooled_statistics_are_those_of_all_tiles_together():
     torch.manual_seed(0)
     norm = nn.GroupNorm(2, 4)
     tiles = [torch.randn(3, 4, 5, 7) * 2 + 1, torch.randn(3, 4, 6, 3) - 0.5, torch.randn(3, 4, 2, 2)]
-    mean, var = td._pool_statistics(norm, [td._tile_statistics(norm, t) for t in tiles])
+    mean, var = gn.pool_statistics(norm, [gn.tile_statistics(norm, t) for t in tiles])
     # Independent float64 evaluation: the tiles' elements of each (sample, group) concatenated.
     arrays = [t.double().numpy().reshape(3, 2, -1) for t in tiles]
     joined = np.concatenate(arrays, axis=-1)
@@ -70,14 +71,14 @@ def test_pooled_statistics_are_those_of_all_tiles_together():
         norm.weight.copy_(torch.randn(4))
         norm.bias.copy_(torch.randn(4))
     x = tiles[0]
-    y = td._normalise(norm, x, mean, var)
+    y = gn.normalise(norm, x, mean, var)
     xg = x.reshape(3, 2, -1)
     ref = ((xg - mean[..., None]) / torch.sqrt(var[..., None] + norm.eps)).reshape(x.shape)
     ref = ref * norm.weight[None, :, None, None] + norm.bias[None, :, None, None]
     torch.testing.assert_close(y, ref.detach(), rtol=1e-5, atol=1e-5)
     # One tile: the pool is the tile's own statistics, i.e. nn.GroupNorm itself.
-    one = td._pool_statistics(norm, [td._tile_statistics(norm, x)])
-    torch.testing.assert_close(td._normalise(norm, x, *one), norm(x).detach(), rtol=1e-5, atol=1e-5)
+    one = gn.pool_statistics(norm, [gn.tile_statistics(norm, x)])
+    torch.testing.assert_close(gn.normalise(norm, x, *one), norm(x).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_tiled_equals_untiled_within_tolerance_on_a_pointwise_decoder():
@@ -142,7 +143,7 @@ def test_pooled_statistics_are_nearly_as_good_as_the_global_ones(monkeypatch, ti
     vae = tiny.vae(0)
     z = F.interpolate(torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2, size=(48, 48),
                       mode="bicubic", align_corners=False)
-    norms = td._synced_groupnorms(vae.decoder)
+    norms = td.synced_groupnorms(vae.decoder)
     exact = {}
 
     def record(module, inputs, output):
@@ -157,7 +158,7 @@ def test_pooled_statistics_are_nearly_as_good_as_the_global_ones(monkeypatch, ti
     with torch.no_grad():
         pooled = synced_tiled_decode(vae, z, 24)
 
-    monkeypatch.setattr(td, "_pool_statistics", lambda norm, stats: exact[id(norm)])
+    monkeypatch.setattr(gn, "pool_statistics", lambda norm, stats: exact[id(norm)])
     with torch.no_grad():
         oracle = synced_tiled_decode(vae, z, 24)
     pooled_err = (pooled - ref).abs().mean().item()
@@ -222,7 +223,7 @@ def test_exact_statistics_make_a_pointwise_decoder_exact(monkeypatch):
         ref = vae.decode(z).sample
     for h in handles:
         h.remove()
-    monkeypatch.setattr(td, "_pool_statistics", lambda norm, stats: exact[id(norm)])
+    monkeypatch.setattr(gn, "pool_statistics", lambda norm, stats: exact[id(norm)])
     torch.testing.assert_close(synced_tiled_decode(vae, z, 16), ref, rtol=0, atol=1e-5)
 
 
@@ -239,13 +240,13 @@ def test_parking_moves_waiting_tiles_out_and_back(monkeypatch, tiny):
         parked.append(t.numel())
         return t.to(torch.float64)
 
-    pool = td._pool_statistics
+    pool = gn.pool_statistics
 
     def pool_on_device(norm, stats):  # the statistics handed to the scheduler are never parked
         assert all(s[1].dtype == s[2].dtype == torch.float32 for s in stats)
         return pool(norm, stats)
 
-    monkeypatch.setattr(td, "_pool_statistics", pool_on_device)
+    monkeypatch.setattr(gn, "pool_statistics", pool_on_device)
 
     def to_device(t, like):
         assert t.dtype == torch.float64
@@ -257,7 +258,7 @@ def test_parking_moves_waiting_tiles_out_and_back(monkeypatch, tiny):
     out = synced_tiled_decode(vae, z, 16, park=True)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert parked and sorted(parked) == sorted(restored)
-    norms = len(td._synced_groupnorms(vae.decoder))
+    norms = len(td.synced_groupnorms(vae.decoder))
     # Each tile parks at each norm at least its GroupNorm input and the residual it will add back.
     assert len(parked) >= 2 * norms * 9, (len(parked), norms)
     assert all(p.dtype == torch.float32 for p in vae.parameters())  # the model is never parked
@@ -293,7 +294,7 @@ def test_ldm_autoencoder_tiles_once_per_layer_and_keeps_attention_per_tile():
                 "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
     vae = AutoencoderKL(ddconfig, embed_dim=4).eval()
     names = [n for n, m in vae.decoder.named_modules() if isinstance(m, nn.GroupNorm)]
-    synced = td._synced_groupnorms(vae.decoder)
+    synced = td.synced_groupnorms(vae.decoder)
     assert "mid.attn_1.norm" in names and len(synced) == len(names) - 1
     z = _smooth(1, 40, seed=7)
     with torch.no_grad():
@@ -313,7 +314,7 @@ def test_tile_statistics_match_the_two_pass_ones(offset):
     """One-pass sums where they are exact, the two-pass variance where the mean dwarfs the spread."""
     norm = nn.GroupNorm(4, 8)
     x = torch.randn(2, 8, 9, 11, generator=torch.Generator().manual_seed(0)) * 0.5 + offset
-    n, mean, var = td._tile_statistics(norm, x)
+    n, mean, var = gn.tile_statistics(norm, x)
     ref = x.double().reshape(2, 4, -1)
     assert n == ref.shape[-1]
     torch.testing.assert_close(mean.double(), ref.mean(-1), rtol=1e-6, atol=1e-6)
@@ -355,7 +356,7 @@ def test_low_memory_decode_holds_one_tile_and_pools_the_same(tiny):
         for h in handles:
             h.remove()
     assert most[0] == 1 and active[0] == 0
-    norms = len(td._synced_groupnorms(vae.decoder))
+    norms = len(td.synced_groupnorms(vae.decoder))
     assert len(calls) == (norms + 1) * 9  # one measuring pass per GroupNorm, then the final pass
     torch.testing.assert_close(low, lockstep, rtol=1e-5, atol=1e-5)
     assert all("forward" not in m.__dict__ for m in vae.modules())

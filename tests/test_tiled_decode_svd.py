@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scalecrafter_video import tiled_decode as td
+from scalecrafter_video.ops import groupnorm_stats as gn
 from scalecrafter_video.tiled_decode import synced_tiled_decode_temporal
 
 torch.set_num_threads(1)
@@ -84,7 +85,7 @@ def record_exact_stats(vae, z):
         x = inputs[0].float().reshape(inputs[0].shape[0], module.num_groups, -1)
         exact[id(module)] = (x.mean(-1), x.var(-1, unbiased=False))
 
-    handles = [n.register_forward_hook(hook) for n in td._synced_groupnorms(vae.decoder)]
+    handles = [n.register_forward_hook(hook) for n in td.synced_groupnorms(vae.decoder)]
     try:
         plain(vae, z)
     finally:
@@ -97,7 +98,7 @@ def oracle_decode(vae, z, monkeypatch):
     """Tiled decode with the untiled decode's exact statistics in place of the pooled ones."""
     exact = record_exact_stats(vae, z)
     with monkeypatch.context() as m:
-        m.setattr(td, "_pool_statistics", lambda norm, stats: exact[id(norm)])
+        m.setattr(gn, "pool_statistics", lambda norm, stats: exact[id(norm)])
         return synced_tiled_decode_temporal(vae, z, TILE, FRAMES)
 
 
@@ -136,13 +137,13 @@ def test_statistics_pool_per_frame_for_spatial_and_per_video_for_temporal_norms(
     f = (torch.arange(VIDEOS * FRAMES) % FRAMES).float().reshape(-1, 1, 1, 1)
     z = torch.randn(VIDEOS * FRAMES, 4, H, W, generator=torch.Generator().manual_seed(3)) * (1 + 0.5 * f) + f
     exact = record_exact_stats(pw_vae, z)
-    pooled, pool = {}, td._pool_statistics
+    pooled, pool = {}, gn.pool_statistics
 
     def capture(norm, stats):
         pooled[id(norm)] = pool(norm, stats)
         return pooled[id(norm)]
 
-    monkeypatch.setattr(td, "_pool_statistics", capture)
+    monkeypatch.setattr(gn, "pool_statistics", capture)
     tiled = synced_tiled_decode_temporal(pw_vae, z, TILE, FRAMES)
     monkeypatch.undo()
     temporal = {id(m) for name, m in pw_vae.decoder.named_modules() if ".temporal_res_block.norm" in name}
