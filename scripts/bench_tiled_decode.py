@@ -125,14 +125,14 @@ def main() -> int:
                            old_max_abs_diff=round(diff["old"].max().item(), 4),
                            old_mean_abs_diff=round(diff["old"].mean().item(), 5))
             if args.old_pool:
-                from scalecrafter_video import tiled_decode as td
+                from scalecrafter_video.ops import groupnorm_stats as gn
 
-                exact = td._pool_statistics
-                td._pool_statistics = _old_pool
+                exact = gn.pool_statistics
+                gn.pool_statistics = _old_pool
                 try:
                     y = synced_tiled_decode(vae, z, tile)
                 finally:
-                    td._pool_statistics = exact
+                    gn.pool_statistics = exact
                 d = (y.float() - ref).abs()
                 row.update(old_pool_max_abs_diff=round(d.max().item(), 4),
                            old_pool_mean_abs_diff=round(d.mean().item(), 5))
