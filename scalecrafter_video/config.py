@@ -162,6 +162,38 @@ def _table(value, key: str) -> dict[str, float]:
     return out
 
 
+STAGE_KEYS = ("until", "dilation", "ndcfg_dilation")
+
+
+def _stages(value) -> list[dict]:
+    """``[{until, dilation[, ndcfg_dilation]}, ...]`` with ``until`` strictly increasing in (0, 1]."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) and type(value).__name__ != "ListConfig":
+        raise ConfigError(f"stages must be a list of {{until, dilation}} mappings, got {_got(value)}")
+    out, previous = [], 0.0
+    for i, stage in enumerate(value):
+        where = f"stages[{i}]"
+        if not isinstance(stage, Mapping):
+            raise ConfigError(f"{where} must be a mapping with until and dilation, got {_got(stage)}")
+        unknown = sorted(set(stage) - set(STAGE_KEYS), key=repr)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; a stage has "
+                              f"{', '.join(STAGE_KEYS)}")
+        if "until" not in stage:
+            raise ConfigError(f"{where} needs until: the fraction of the trajectory where it ends")
+        until = _real(stage["until"], f"{where}.until", low=0.0, high=1.0, expected="a number in (0, 1]")
+        if until <= previous:
+            raise ConfigError(f"{where}.until = {until}: stages must end in increasing order within (0, 1] "
+                              f"(the previous one ends at {previous})")
+        previous = until
+        entry = {"until": until, "dilation": _table(stage.get("dilation"), f"{where}.dilation")}
+        if stage.get("ndcfg_dilation") is not None:
+            entry["ndcfg_dilation"] = _table(stage["ndcfg_dilation"], f"{where}.ndcfg_dilation")
+        out.append(entry)
+    return out
+
+
 @dataclass
 class ScaleCrafterConfig:
     """A ScaleCrafter schedule.
@@ -175,6 +207,12 @@ class ScaleCrafterConfig:
         dilate_tau: fraction of the trajectory, from the noisiest step, with re-dilation on.
         progressive: decay each factor toward 2 over the window (``max(ceil(d * remaining), 2)``).
         ndcfg_dilation, ndcfg_tau: the weaker table of the noise-damped unconditional pass.
+        stages: a schedule that changes over the trajectory, ``[{until, dilation[, ndcfg_dilation]}, ...]``:
+            stage ``i`` covers the steps from the previous stage's end to the end of an ``until`` window
+            (the tau rule, :func:`~scalecrafter_video.engine.position.active_steps`), with
+            its own tables (``ndcfg_dilation`` defaults to the top-level one). With stages the top-level
+            ``dilation`` stays empty, ``dilate_tau`` is the last ``until`` and ``progressive`` is off
+            (a decay is written as stages). What ``tune`` writes.
         disperse: globs of layers whose 3x3 kernel becomes a dispersed ``disperse_kernel`` kernel
             (run at half the dilation) while ``disperse_tau`` is on and the layer's dilation >= 2.
         disperse_eta: weight of pixel-level calibration; disperse_scale: structure-level scale;
@@ -195,6 +233,7 @@ class ScaleCrafterConfig:
     progressive: bool = False
     ndcfg_dilation: dict[str, float] = field(default_factory=dict)
     ndcfg_tau: float = 0.0
+    stages: list[dict] = field(default_factory=list)
     disperse: list[str] = field(default_factory=list)
     disperse_tau: float = 0.0
     disperse_kernel: int = 5
@@ -251,6 +290,14 @@ class ScaleCrafterConfig:
                 setattr(self, key, _integer(value, key, low=1, expected="a positive integer or null"))
         self.progressive = _boolean(self.progressive, "progressive")
         self.attn_scale = _boolean(self.attn_scale, "attn_scale")
+        self.stages = _stages(self.stages)
+        if self.stages:
+            if self.dilation:
+                raise ConfigError("give either dilation (with dilate_tau) or stages, not both: each stage has "
+                                  "its own dilation table")
+            if self.progressive:
+                raise ConfigError("progressive cannot be combined with stages: write the decay as stages")
+            self.dilate_tau = self.stages[-1]["until"]
 
     @property
     def uses_attn_scale(self) -> bool:
@@ -258,9 +305,8 @@ class ScaleCrafterConfig:
 
     @property
     def uses_redilation(self) -> bool:
-        return self.method == "scalecrafter" and (
-            (self.dilate_tau > 0 and bool(self.dilation)) or self.ndcfg_tau > 0
-        )
+        dilates = bool(self.dilation) or any(stage["dilation"] for stage in self.stages)
+        return self.method == "scalecrafter" and ((self.dilate_tau > 0 and dilates) or self.ndcfg_tau > 0)
 
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
@@ -280,7 +326,12 @@ class ScaleCrafterConfig:
             raise ConfigError(
                 f"unknown config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(cls.field_names())}"
             )
-        return cls(**d)
+        cfg = cls(**d)
+        if cfg.stages and d.get("dilate_tau") is not None and _is_finite_real(d["dilate_tau"]) \
+                and float(d["dilate_tau"]) != cfg.dilate_tau:
+            raise ConfigError(f"dilate_tau = {d['dilate_tau']} but the last stage ends at until = {cfg.dilate_tau}; "
+                              "with stages, dilate_tau is the last until (leave it out)")
+        return cfg
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, _depth: int = 0, **overrides) -> ScaleCrafterConfig:
@@ -348,6 +399,7 @@ class ScaleCrafterConfig:
         if (
             cfg.method == "scalecrafter"
             and not cfg.dilation
+            and not any(stage["dilation"] for stage in cfg.stages)
             and cfg.ndcfg_tau == 0
             and not cfg.disperse
         ):
@@ -374,8 +426,12 @@ class ScaleCrafterConfig:
         for key in ("train_size", "target_size"):
             if d[key] is not None:
                 d[key] = list(d[key])
-        for key in ("dilation", "ndcfg_dilation"):  # per-axis factors as [height, width] lists
-            d[key] = {g: list(f) if isinstance(f, tuple) else f for g, f in d[key].items()}
+        def table(t):  # per-axis factors as [height, width] lists
+            return {g: list(f) if isinstance(f, tuple) else f for g, f in t.items()}
+
+        for key in ("dilation", "ndcfg_dilation"):
+            d[key] = table(d[key])
+        d["stages"] = [{k: table(v) if isinstance(v, dict) else v for k, v in stage.items()} for stage in d["stages"]]
         return d
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:

@@ -1,5 +1,6 @@
 """Schedules as data: YAML, presets, validation, and the automatic schedule vs the paper's tables."""
 
+import re
 from fnmatch import fnmatchcase
 
 import pytest
@@ -147,3 +148,49 @@ def test_auto_leaves_a_side_at_its_training_size_undilated():
     assert {g: (f, f) for g, f in square.dilation.items()} == {g: (f[1], f[1]) for g, f in cfg.dilation.items()}
     with pytest.raises(ConfigError, match="per-axis"):
         ScaleCrafterConfig.auto((32, 32), (32, 96), num_levels=3, disperse=True)
+
+
+# --------------------------------------------------------------------------- staged schedules
+STAGED = {
+    "stages": [
+        {"until": 0.3, "dilation": {"mid_block.*": [1, 3]}},
+        {"until": 0.6, "dilation": {"mid_block.*": 2}, "ndcfg_dilation": {"mid_block.*": 1.5}},
+    ],
+    "ndcfg_tau": 0.5,
+}
+
+
+def test_staged_schedule_round_trips_through_yaml(tmp_path):
+    cfg = ScaleCrafterConfig.from_dict(STAGED)
+    assert cfg.dilate_tau == 0.6  # the last stage's end
+    path = tmp_path / "staged.yaml"
+    path.write_text(cfg.to_yaml())
+    back = ScaleCrafterConfig.from_yaml(path)
+    assert back.stages == cfg.stages and back.to_dict() == {**cfg.to_dict(), "name": "staged"}
+    assert back.stages[0]["dilation"] == {"mid_block.*": (1.0, 3.0)}  # per-axis factors survive
+
+
+def test_stage_index_follows_the_tau_rule():
+    from scalecrafter_video.engine.position import stage_index
+    from scalecrafter_video.trajectory import StepInfo
+
+    untils = [s["until"] for s in ScaleCrafterConfig.from_dict(STAGED).stages]
+    assert [stage_index(StepInfo(i, 10), untils) for i in range(10)] == [0] * 3 + [1] * 3 + [None] * 4
+    assert [stage_index(StepInfo(i, 5), untils) for i in range(5)] == [0, 0, 1, None, None]  # 1.5 -> 2, 3
+    assert stage_index(StepInfo(0, 4), [0.01]) == 0  # any stage > 0 covers at least step 0
+
+
+@pytest.mark.parametrize("bad,fragment", [
+    ({"stages": [{"until": 0.5}, {"until": 0.4}]}, "increasing order"),
+    ({"stages": [{"dilation": {}}]}, "needs until"),
+    ({"stages": [{"until": 0.5, "tau": 1}]}, "unknown key"),
+    ({"dilation": {"mid_block.*": 2}, "stages": [{"until": 0.5}]}, "not both"),
+    ({"stages": [{"until": 0.5}], "dilate_tau": 0.7}, "leave it out"),
+    ({"stages": [{"until": 0.5}], "progressive": True}, "progressive"),
+    ({"stages": "fast"}, "must be a list"),
+    ({"stages": [{"until": 1.5}]}, "(0, 1]"),
+    ({"stages": [{"until": 0.5, "dilation": {"mid_block.*": 0.5}}]}, ">= 1"),
+])
+def test_bad_stages_are_one_clear_error(bad, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        ScaleCrafterConfig.from_dict(bad)

@@ -400,3 +400,46 @@ def test_damped_pass_reuses_the_down_blocks_both_tables_leave_alone(unet3d):
             h.remove()
         remove_scalecrafter(unet3d)
     assert not _leftovers(unet3d) and not any("forward" in b.__dict__ for b in unet3d.down_blocks)
+
+
+def test_staged_schedule_switches_tables_at_the_stage_ends(unet3d):
+    """Stages apply by step: 10 steps, stages ending at 0.3 and 0.6 -> steps 0-2, 3-5, then nothing;
+    each stage's damped table too (the top-level one past the last stage)."""
+    cfg = ScaleCrafterConfig.from_dict(dict(
+        train_size=(16, 16), vae_scale_factor=1, ndcfg_tau=0.8, ndcfg_dilation={"mid_block.*": 1.5},
+        stages=[{"until": 0.3, "dilation": {"mid_block.*": 3, "down_blocks.1.*": 2}},
+                {"until": 0.6, "dilation": {"mid_block.*": [1, 2]}, "ndcfg_dilation": {"mid_block.*": 1.25}}]))
+    apply_scalecrafter(unet3d, cfg)
+    state = scalecrafter_state(unet3d)
+    main, damped = [], []
+    for i in range(10):
+        state.begin_call(StepInfo(i, 10), (16, 16))
+        main.append((state.actions.get("mid_block.resnets.0.conv1", (1.0,))[0],
+                     state.actions.get("down_blocks.1.resnets.0.conv1", (1.0,))[0]))
+        with state.damped_pass():
+            damped.append(state.actions.get("mid_block.resnets.0.conv1", (1.0,))[0])
+        state.end_call()
+    assert main == [(3.0, 2.0)] * 3 + [((1.0, 2.0), 1.0)] * 3 + [(1.0, 1.0)] * 4
+    assert damped == [1.5] * 3 + [1.25] * 3 + [1.5] * 2 + [1.0] * 2
+    # through the UNet: stage 0 equals the same table applied alone, stage 1 likewise
+    x = _video(16, 16, cfg_batch=False)
+    with torch.no_grad(), denoising_step(1, 10, cfg=False):
+        staged0 = unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample
+    with torch.no_grad(), denoising_step(4, 10, cfg=False):
+        staged1 = unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample
+    apply_scalecrafter(unet3d, _config(dilation={"mid_block.*": 3, "down_blocks.1.*": 2}, dilate_tau=1.0))
+    with torch.no_grad(), denoising_step(1, 10, cfg=False):
+        assert torch.equal(unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample, staged0)
+    apply_scalecrafter(unet3d, _config(dilation={"mid_block.*": [1, 2]}, dilate_tau=1.0))
+    with torch.no_grad(), denoising_step(4, 10, cfg=False):
+        assert torch.equal(unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample, staged1)
+    assert not torch.equal(staged0, staged1)
+    remove_scalecrafter(unet3d)
+
+
+def test_a_stage_glob_that_matches_nothing_names_the_stage(unet3d):
+    cfg = ScaleCrafterConfig.from_dict(dict(train_size=(16, 16), vae_scale_factor=1, stages=[
+        {"until": 0.5, "dilation": {"mid_block.*": 2}}, {"until": 0.7, "dilation": {"middle.*": 2}}]))
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.dilation"):
+        apply_scalecrafter(unet3d, cfg)
+    assert not _leftovers(unet3d)

@@ -214,9 +214,12 @@ def _train_latent_area(config: ScaleCrafterConfig, unet, owner) -> int:
     return (train_size[0] // vae_factor) * (train_size[1] // vae_factor) if train_size else 1
 
 
-def _plans(config: ScaleCrafterConfig, sites) -> dict[str, LayerPlan]:
-    main = resolve_table(config.dilation, sites, "dilation")
-    damped = resolve_table(config.ndcfg_dilation, sites, "ndcfg_dilation")
+def _plans(config: ScaleCrafterConfig, sites, dilation: dict, ndcfg_dilation: dict,
+           where: str = "") -> dict[str, LayerPlan]:
+    """Each touched layer's factors in the main and the damped pass (``where`` prefixes error names,
+    e.g. ``stages[1].`` for a stage's tables)."""
+    main = resolve_table(dilation, sites, f"{where}dilation")
+    damped = resolve_table(ndcfg_dilation, sites, f"{where}ndcfg_dilation")
     dispersed: set[str] = set()
     for glob in config.disperse:
         dispersed.update(s.key for s in match_sites(glob, sites, "disperse"))
@@ -234,20 +237,27 @@ def _plans(config: ScaleCrafterConfig, sites) -> dict[str, LayerPlan]:
     return plans
 
 
+def _stage_plans(config: ScaleCrafterConfig, sites) -> list[dict[str, LayerPlan]]:
+    """One plan per stage of a staged schedule (a stage without ``ndcfg_dilation`` uses the top-level one)."""
+    return [_plans(config, sites, stage["dilation"], stage.get("ndcfg_dilation", config.ndcfg_dilation),
+                   f"stages[{i}].") for i, stage in enumerate(config.stages)]
+
+
 def _install(unet: nn.Module, owner, config: ScaleCrafterConfig) -> _Installation:
     if config.method == "direct":
         return _Installation(config, None, [], [])
     sites = spatial_convs(unet) if config.method == "scalecrafter" else []
-    plans = _plans(config, sites) if sites else {}
+    plans = _plans(config, sites, config.dilation, config.ndcfg_dilation) if sites else {}
+    stage_plans = _stage_plans(config, sites) if sites else []
     tracker = SchedulerTracker(owner) if owner is not None else None
-    state = ScaleCrafterState(config, plans, _train_latent_area(config, unet, owner), tracker)
+    state = ScaleCrafterState(config, plans, _train_latent_area(config, unet, owner), tracker, stage_plans)
     record = _Installation(config, state, [], [])
     try:
         for site in sites:
-            plan = plans.get(site.key)
-            if plan is None:
+            found = [p[site.key] for p in [plans, *stage_plans] if site.key in p]
+            if not found:
                 continue
-            padding = check_conv(site, plan.disperse and config.disperse_tau > 0)
+            padding = check_conv(site, found[0].disperse and config.disperse_tau > 0)
             patch_conv(site.module, state, site.key, padding)
             record.patched.append(site.module)
         if config.uses_attn_scale:

@@ -11,7 +11,7 @@ from ..ops.disperse import dispersion_transform
 from ..ops.redilate import as_axes
 from ..trajectory import StepInfo
 from .ndcfg import shared_down_blocks
-from .position import active_steps, window_remaining
+from .position import active_steps, stage_index, window_remaining
 
 __all__ = ["CallStats", "LayerPlan", "ScaleCrafterState"]
 
@@ -41,13 +41,16 @@ class CallStats:
 class ScaleCrafterState:
     """What ScaleCrafter does in the current UNet call; decided once per call from its step."""
 
-    def __init__(self, config: ScaleCrafterConfig, plans: dict[str, LayerPlan], train_latent_area: int, tracker=None):
+    def __init__(self, config: ScaleCrafterConfig, plans: dict[str, LayerPlan], train_latent_area: int, tracker=None,
+                 stage_plans: list[dict[str, LayerPlan]] | None = None):
         self.config = config
-        self.plans = plans
+        self.plans = plans  # the top-level tables (with stages: an empty main table, the top-level ndcfg one)
+        self.stage_plans = stage_plans or []  # one per stage of a staged schedule
+        self._stage_untils = [stage["until"] for stage in config.stages]
         self.train_latent_area = train_latent_area
         self.tracker = tracker
         self.transform = None
-        if any(p.disperse for p in plans.values()):
+        if any(p.disperse for table in [plans, *self.stage_plans] for p in table.values()):
             self.transform = dispersion_transform(
                 3, config.disperse_kernel, config.disperse_input_size, config.disperse_scale, config.disperse_eta
             )
@@ -76,12 +79,20 @@ class ScaleCrafterState:
             return 1.0
         return progressive_factor(base, remaining) if self.config.progressive else base
 
+    def _plans_now(self) -> dict[str, LayerPlan]:
+        """The tables of the current step: its stage's, or the top-level ones (no stages, or past the last)."""
+        if self.stage_plans:
+            i = stage_index(self.step, self._stage_untils)
+            if i is not None:
+                return self.stage_plans[i]
+        return self.plans
+
     def _actions(self, damped: bool) -> dict[str, tuple[float, bool]]:
         cfg, step = self.config, self.step
         rem = window_remaining(step, cfg.ndcfg_tau if damped else cfg.dilate_tau)
         disperse_on = window_remaining(step, cfg.disperse_tau) is not None
         actions = {}
-        for key, plan in self.plans.items():
+        for key, plan in self._plans_now().items():
             d = self._factor(plan.damped if damped else plan.main, rem)
             if max(as_axes(d)) > 1.0:  # dispersion is only planned for equal axes (checked at apply)
                 actions[key] = (d, plan.disperse and disperse_on and min(as_axes(d)) >= 2.0)
@@ -119,7 +130,7 @@ class ScaleCrafterState:
             return
         self._warned = True
         cfg = self.config
-        if cfg.method == "attn-sf" or (cfg.method == "scalecrafter" and not self.plans):
+        if cfg.method == "attn-sf" or (cfg.method == "scalecrafter" and not self.plans and not any(self.stage_plans)):
             why = ("the attention scale is 1 at this size (no larger than the training size)"
                    if cfg.uses_attn_scale else "the schedule dilates no layer (empty dilation table)")
         else:
