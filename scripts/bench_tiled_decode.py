@@ -10,7 +10,8 @@ pixels included) and max |tiled - untiled| (the seam error). ``--old FILE`` also
 > /tmp/old_td.py``) on the same inputs.
 
     python scripts/bench_tiled_decode.py --sizes 512 1024 [--tile 32 64] [--threads 2]
-        [--device cuda --dtype float16] [--old /tmp/old_td.py] [--old-pool] [--repeat 2] [--json out.json]
+        [--device cuda --dtype float16] [--old /tmp/old_td.py] [--old-pool] [--repeat 2] [--clock cpu]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def smooth_latents(side: int, device: str, dtype):
     return torch.nn.functional.interpolate(z, size=(side, side), mode="bicubic", align_corners=False).to(device, dtype)
 
 
-def timed(fns: dict, repeat: int, device: str) -> tuple[dict, dict]:
+def timed(fns: dict, repeat: int, device: str, clock=time.perf_counter) -> tuple[dict, dict]:
     """Best-of-``repeat`` seconds of each of ``fns`` (name -> callable), run interleaved round by
-    round so that machine load drifting over the run hits them alike; and their last outputs."""
+    round so that machine load drifting over the run hits them alike; and their last outputs.
+    ``clock``: wall time, or ``time.process_time`` (CPU seconds of the process, all threads: on a
+    shared machine the steadier measure of the work done)."""
     import torch
 
     best, outs = {k: float("inf") for k in fns}, {}
@@ -53,11 +56,11 @@ def timed(fns: dict, repeat: int, device: str) -> tuple[dict, dict]:
             outs.pop(name, None)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = clock()
             outs[name] = fn()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], clock() - t0)
     return best, outs
 
 
@@ -80,6 +83,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or the process's CPU time (steadier on a shared CPU machine)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--old", default=None, help="also time this file's synced_tiled_decode (another version)")
     ap.add_argument("--old-pool", action="store_true",
@@ -113,7 +118,8 @@ def main() -> int:
             fns = {"untiled": lambda: vae.decode(z).sample, "tiled": lambda: synced_tiled_decode(vae, z, tile)}
             if old is not None:
                 fns["old"] = lambda: old.synced_tiled_decode(vae, z, tile)
-            t, outs = timed(fns, args.repeat, args.device)
+            clock = time.process_time if args.clock == "cpu" else time.perf_counter
+            t, outs = timed(fns, args.repeat, args.device, clock)
             ref = outs.pop("untiled").float()
             diff = {k: (v.float() - ref).abs() for k, v in outs.items()}
             row = {"size": size, "latent": side, "tile": tile, "tiles": n, "untiled_s": round(t["untiled"], 2),
@@ -140,7 +146,8 @@ def main() -> int:
             del outs, diff, ref
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\nSD VAE (random weights), {args.device} {args.dtype}, threads {torch.get_num_threads()}")
+    print(f"\nSD VAE (random weights), {args.device} {args.dtype}, threads {torch.get_num_threads()}, "
+          f"{args.clock} seconds")
     head = f"{'frame':>9} {'tiles':>9} {'untiled s':>10} {'tiled s':>9} {'tiled/untiled':>14} {'max|diff|':>10}"
     if old is not None:
         head += f" {'old s':>9} {'old/untiled':>12} {'old max|diff|':>14}"
