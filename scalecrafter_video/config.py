@@ -439,7 +439,9 @@ class ScaleCrafterConfig:
 
         text = OmegaConf.to_yaml(OmegaConf.create(self.to_dict()))
         if path is not None:
-            Path(path).write_text(text)
+            from .atomic import write_text_atomic
+
+            write_text_atomic(path, text)
         return text
 
     def replace(self, **changes) -> ScaleCrafterConfig:

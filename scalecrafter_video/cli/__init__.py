@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "scalecrafter_video.cli.fvd",
     "scalecrafter_video.cli.demo",
     "scalecrafter_video.cli.render",
+    "scalecrafter_video.cli.tune",
     "scalecrafter_video.cli.ui",
 ]
 
