@@ -63,18 +63,26 @@ def _plant(pipe, planted: list[str], candidates, buckets: int, steps: int):
     return pipe.unet.register_forward_hook(hook, with_kwargs=True, prepend=True), calls
 
 
+def _search(pipe, planted, candidates, state_path, seed=3):
+    """tune_schedule on the planted model (4 buckets of 8 steps, one timestep each); returns
+    ``(result, calls)`` with ``calls`` the (step, active setting) of every UNet call."""
+    handle, calls = _plant(pipe, planted, candidates, buckets=4, steps=8)
+    try:
+        result = tune_schedule(pipe, _references(), ["a cat", ""], buckets=4, num_steps=8, timesteps_per_bucket=1,
+                               seed=seed, state_path=state_path, progress=False)
+    finally:
+        handle.remove()
+    return result, calls
+
+
 def test_tune_finds_the_planted_setting_of_every_bucket(pipe, tmp_path):
     auto = ScaleCrafterConfig.auto(pipe.train_size, (32, 32), num_levels=4, vae_scale_factor=pipe.vae_scale_factor)
     candidates = candidates_for(auto, 4)
     names = [c.name for c in candidates]
     assert names[0] == "direct" and len(names) == len(set(names)) >= 5
-    planted = [names[2], names[2], "direct", names[-1]]  # the middle buckets merge, direct stays in the middle
-    handle, calls = _plant(pipe, planted, candidates, buckets=4, steps=8)
-    try:
-        result = tune_schedule(pipe, _references(), ["a cat", ""], buckets=4, num_steps=8, timesteps_per_bucket=1,
-                               seed=3, state_path=tmp_path / "state.json", progress=False)
-    finally:
-        handle.remove()
+    planted = [names[2], names[2], "direct", names[-1]]  # the first two buckets merge, direct stays in the middle
+    state = tmp_path / "state.json"
+    result, calls = _search(pipe, planted, candidates, state)
     assert result.winners == planted
     tables = {c.name: c.table for c in candidates}
     stages = result.config.stages
@@ -86,22 +94,12 @@ def test_tune_finds_the_planted_setting_of_every_bucket(pipe, tmp_path):
     assert len(calls) == 4 * len(candidates)  # 2 clips in one batch per (bucket, candidate)
 
     # resume: the same search again reads every error from the state file and calls the UNet zero times
-    handle, calls = _plant(pipe, planted, candidates, buckets=4, steps=8)
-    try:
-        again = tune_schedule(pipe, _references(), ["a cat", ""], buckets=4, num_steps=8, timesteps_per_bucket=1,
-                              seed=3, state_path=tmp_path / "state.json", progress=False)
-    finally:
-        handle.remove()
+    again, calls = _search(pipe, planted, candidates, state)
     assert calls == [] and again.errors == result.errors
     # another seed is another search: the saved errors are not reused
-    handle, calls = _plant(pipe, planted, candidates, buckets=4, steps=8)
-    try:
-        tune_schedule(pipe, _references(), ["a cat", ""], buckets=4, num_steps=8, timesteps_per_bucket=1,
-                      seed=4, state_path=tmp_path / "state.json", progress=False)
-    finally:
-        handle.remove()
+    _, calls = _search(pipe, planted, candidates, state, seed=4)
     assert len(calls) == 4 * len(candidates)
-    assert len(json.loads((tmp_path / "state.json").read_text())["errors"]) == 4 * len(candidates)
+    assert len(json.loads(state.read_text())["errors"]) == 4 * len(candidates)
 
 
 def test_tune_command_writes_a_staged_schedule_that_applies(pipe, tiny_t2v_folder, tmp_path, capsys):
