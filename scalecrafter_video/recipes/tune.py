@@ -269,10 +269,10 @@ def _staged(auto: ScaleCrafterConfig, candidates: list[Candidate], winners: list
 def measured_table(result: TuneResult) -> str:
     """The errors as a small text table (buckets as rows, candidates as columns, winners marked)."""
     names = list(result.errors[0])
-    width = max(len(n) for n in names) + 2
+    width = max(max(len(n) for n in names), 11) + 2
     lines = ["bucket  " + "".join(f"{n:>{width}}" for n in names)]
     for b, row in enumerate(result.errors):
-        cells = "".join(f"{('*' if n == result.winners[b] else '') + f'{row[n]:.5f}':>{width}}" for n in names)
+        cells = "".join(f"{('*' if n == result.winners[b] else '') + f'{row[n]:.4e}':>{width}}" for n in names)
         lines.append(f"{b:>6}  {cells}")
     return "\n".join(lines)
 
