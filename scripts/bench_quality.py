@@ -76,6 +76,7 @@ METRICS = [
     ("scale_error", "scale err", "", False),
     ("colour_accuracy", "colour acc", "%", True),
     ("colour_error", "colour err", "", False),
+    ("shape_accuracy", "shape acc", "%", True),
     ("temporal_stability", "temporal stab.", "%", True),
     ("direction_accuracy", "direction acc", "%", True),
     ("fvd", "FVD", "", False),
