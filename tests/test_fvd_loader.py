@@ -14,7 +14,7 @@ import pytest
 from scalecrafter_video.cli import main
 from scalecrafter_video.metrics import i3d_features, load_i3d
 from scalecrafter_video.metrics import features as features_mod
-from scalecrafter_video.metrics.features import embed_videos
+from scalecrafter_video.metrics.features import embed_video_sets, embed_videos
 from scalecrafter_video.metrics.inputs import BadVideosError
 from scalecrafter_video.metrics.loader import THREAD_NAME_PREFIX, BatchPrefetcher
 
@@ -200,3 +200,31 @@ def test_cli_workers_and_prefetch_give_the_same_result(tmp_path, mp4_folder, wei
         assert code == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and "FVD_9:" in outputs[0]
+
+
+def test_two_sets_share_one_loader_and_give_the_separate_features(tmp_path, mp4_folder, model):
+    real = random_videos(5, 10, 32, 32, seed=70)
+    both = embed_video_sets([real, mp4_folder], model, labels=["real", "fake"], num_frames=T, batch_size=3, workers=3)
+    for got, src, label in zip(both, (real, mp4_folder), ("real", "fake")):
+        ref = embed_videos(src, model, num_frames=T, batch_size=3, workers=0, label=label)
+        np.testing.assert_array_equal(got.features, ref.features)
+        assert got.names == ref.names and got.shard_size == ref.shard_size
+
+
+def test_the_first_set_with_bad_files_is_the_one_reported(tmp_path, mp4_folder, model):
+    real = tmp_path / "real"
+    real.mkdir()
+    for p in sorted(mp4_folder.glob("*.mp4"))[:3]:
+        (real / p.name).write_bytes(p.read_bytes())
+    (real / "r_bad.mp4").write_bytes(b"\x00" * 64)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "f_bad.mp4").write_bytes(b"\x01" * 64)
+    write_mp4(fake / "ok.mp4", random_videos(1, 10, 32, 32, seed=71)[0])
+    with pytest.raises(BadVideosError) as alone:
+        embed_videos(real, model, num_frames=T, batch_size=2, label="real", workers=0)
+    with pytest.raises(BadVideosError) as err:
+        embed_video_sets([real, fake], model, labels=["real", "fake"], num_frames=T, batch_size=2, workers=2)
+    assert str(err.value) == str(alone.value) and "r_bad.mp4" in str(err.value) and "f_bad.mp4" not in str(err.value)
+    with pytest.raises(BadVideosError, match="f_bad.mp4"):
+        embed_video_sets([mp4_folder, fake], model, labels=["real", "fake"], num_frames=T, batch_size=2, workers=2)

@@ -25,7 +25,7 @@ from .inputs import BadVideosError, InputSetError, VideoSet, sample_clip
 from .loader import BatchPrefetcher
 from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS, preprocess_clip, preprocess_videos
 
-__all__ = ["FEATURE_VERSION", "FeatureSet", "default_workers", "embed_videos", "i3d_features", "model_device", "model_fingerprint"]
+__all__ = ["FEATURE_VERSION", "FeatureSet", "default_workers", "embed_video_sets", "embed_videos", "i3d_features", "model_device", "model_fingerprint"]
 
 FEATURE_VERSION = "i3d-rgb-tfhub-logits-mean/v1"
 
@@ -184,6 +184,43 @@ def embed_videos(
     each clip's preprocessing is bitwise that of the batched path. On an accelerator the resize
     runs there, on the batch, in this thread (it is cheap there and keeps host work for decoding).
     """
+    return embed_video_sets(
+        [source], model, labels=[label], num_frames=num_frames, stride=stride, batch_size=batch_size,
+        resize_method=resize_method, max_videos=max_videos, skip_bad=skip_bad, cache_dir=cache_dir,
+        progress=progress, workers=workers, prefetch=prefetch,
+    )[0]
+
+
+@dataclass
+class _SetState:
+    vset: VideoSet
+    mine: list[int]
+    feats: dict
+    sizes: dict
+    bad: list
+    hits: int = 0
+    bar: object = None
+
+
+def embed_video_sets(
+    sources,
+    model: torch.nn.Module,
+    labels=None,
+    num_frames: int = 16,
+    stride: int = 1,
+    batch_size: int = 16,
+    resize_method: str = DEFAULT_RESIZE,
+    max_videos: int | None = None,
+    skip_bad: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+    prefetch: int = 2,
+) -> list[FeatureSet]:
+    """:func:`embed_videos` of several sets (e.g. real and generated) through one loader, so the
+    next set is decoded while the network finishes the previous one. Each set is batched and
+    sharded on its own exactly as :func:`embed_videos` does it (the same features); errors are
+    raised for the first set in order that has them. Every set is opened (and checked) first."""
     if num_frames < MIN_FRAMES:
         raise InputSetError(
             f"num_frames={num_frames}: the I3D Logits endpoint needs at least {MIN_FRAMES} frames "
@@ -193,7 +230,9 @@ def embed_videos(
         raise InputSetError(f"stride must be >= 1, got {stride}")
     if resize_method not in RESIZE_METHODS:
         raise InputSetError(f"unknown resize method {resize_method!r}; choose one of {', '.join(RESIZE_METHODS)}")
-    vset = source if isinstance(source, VideoSet) else VideoSet(source, label=label, max_videos=max_videos)
+    labels = list(labels) if labels is not None else ["videos"] * len(sources)
+    vsets = [src if isinstance(src, VideoSet) else VideoSet(src, label=lab, max_videos=max_videos)
+             for src, lab in zip(sources, labels)]
     dist = current_dist()
     rank, world = dist.rank, dist.world
     settings = {
@@ -205,17 +244,13 @@ def embed_videos(
     }
     cache = Path(cache_dir) if cache_dir is not None else None
     need = (num_frames - 1) * stride + 1
-
-    feats: dict[int, np.ndarray] = {}
-    sizes: dict[int, tuple[int, int]] = {}
-    bad: list[tuple[int, str, str]] = []
-    hits = 0
     device = model_device(model)
     resize_on_worker = device.type == "cpu"
 
-    def prepare(idx: int) -> _Prepared:
+    def prepare(job: tuple[int, int]) -> _Prepared:
         """Worker side: cache key and lookup, decode, clip rule, and the CPU resize."""
-        item = vset.items[idx]
+        s, idx = job
+        item = vsets[s].items[idx]
         try:
             key = _cache_key(item.digest(), settings) if cache is not None else None
         except OSError as exc:
@@ -235,29 +270,42 @@ def embed_videos(
 
     from tqdm.auto import tqdm
 
-    # Fixed slices of the set are the batches, and rank r takes slices r, r + W, ...: every
+    # Fixed slices of each set are the batches, and rank r takes slices r, r + W, ...: every
     # clip is embedded in the same batch as in a single-process run (bitwise-equal features).
-    chunks = [range(s, min(s + batch_size, len(vset))) for s in range(0, len(vset), batch_size)]
-    mine = [idx for chunk in chunks[rank::world] for idx in chunk]
-    bar = tqdm(total=len(mine), desc=f"I3D {vset.label}", unit="video", disable=not progress or rank != 0)
+    states: list[_SetState] = []
+    batches: list[list[tuple[int, int]]] = []
+    for s, vset in enumerate(vsets):
+        chunks = [range(i, min(i + batch_size, len(vset))) for i in range(0, len(vset), batch_size)]
+        mine = chunks[rank::world]
+        states.append(_SetState(vset, [idx for chunk in mine for idx in chunk], {}, {}, []))
+        batches.extend([(s, idx) for idx in chunk] for chunk in mine)
     n_workers = default_workers(device) if workers is None else workers
+    current = None
     try:
-        with BatchPrefetcher(chunks[rank::world], prepare, workers=n_workers, prefetch=prefetch) as loader:
-            for _, prepared in loader:
+        with BatchPrefetcher(batches, prepare, workers=n_workers, prefetch=prefetch) as loader:
+            for batch, prepared in loader:
+                s = batch[0][0]
+                st = states[s]
+                if current is not st:
+                    if current is not None:
+                        current.bar.close()
+                    current = st
+                    st.bar = tqdm(total=len(st.mine), desc=f"I3D {st.vset.label}", unit="video",
+                                  disable=not progress or rank != 0)
                 pending: list[_Prepared] = []
                 for rec in prepared:
                     if rec.bad is not None:
-                        bad.append((rec.idx, vset.items[rec.idx].name, rec.bad))
-                        bar.update(1)
+                        st.bad.append((rec.idx, st.vset.items[rec.idx].name, rec.bad))
+                        st.bar.update(1)
                         continue
                     if rec.cached is not None:
-                        feats[rec.idx], sizes[rec.idx] = rec.cached
-                        hits += 1
-                        bar.update(1)
+                        st.feats[rec.idx], st.sizes[rec.idx] = rec.cached
+                        st.hits += 1
+                        st.bar.update(1)
                         continue
-                    sizes[rec.idx] = rec.size
-                    if bad and not skip_bad:
-                        bar.update(1)
+                    st.sizes[rec.idx] = rec.size
+                    if not skip_bad and any(other.bad for other in states):
+                        st.bar.update(1)
                         continue  # the run will fail: keep scanning to name every bad file, skip the compute
                     pending.append(rec)
                 if pending:
@@ -266,39 +314,48 @@ def embed_videos(
                     else:
                         out = _embed_batch(model, [rec.clip for rec in pending], resize_method)
                     for rec, f in zip(pending, out):
-                        feats[rec.idx] = f
+                        st.feats[rec.idx] = f
                         if rec.key is not None:
                             _cache_store(cache, rec.key, f, rec.size)
-                    bar.update(len(pending))
+                    st.bar.update(len(pending))
     finally:
-        bar.close()
+        if current is not None:
+            current.bar.close()
 
-    if world > 1:
-        gathered = dist.gather((feats, sizes, bad, hits))
-        feats, sizes, bad, hits = {}, {}, [], 0
-        for f, s, b, h in gathered:
-            feats.update(f)
-            sizes.update(s)
-            bad.extend(b)
-            hits += h
-    bad.sort()
-    if bad and not skip_bad:
-        lines = "\n".join(f"  {name}: {reason}" for _, name, reason in bad)
-        raise BadVideosError(
-            f"{len(bad)} of {len(vset)} {vset.label} videos cannot be used (pass --skip-bad / skip_bad=True "
-            f"to leave them out and report them):\n{lines}"
-        )
-    order = sorted(feats)
-    if not order:
-        raise InputSetError(f"{vset.label}: no usable videos in {vset.description}")
-    return FeatureSet(
-        features=np.stack([feats[i] for i in order]).astype(np.float32),
-        names=[vset.items[i].name for i in order],
-        bad=[(name, reason) for _, name, reason in bad],
-        source_sizes=sorted({sizes[i] for i in order if i in sizes}),
-        cache_hits=hits,
-        shard_size=len(mine),
-    )
+    results = []
+    for st in states:
+        feats, sizes, bad, hits = st.feats, st.sizes, st.bad, st.hits
+        if world > 1:
+            gathered = dist.gather((feats, sizes, bad, hits))
+            feats, sizes, bad, hits = {}, {}, [], 0
+            for f, sz, b, h in gathered:
+                feats.update(f)
+                sizes.update(sz)
+                bad.extend(b)
+                hits += h
+        bad.sort()
+        results.append((st, feats, sizes, bad, hits))
+    out_sets = []
+    for st, feats, sizes, bad, hits in results:
+        vset = st.vset
+        if bad and not skip_bad:
+            lines = "\n".join(f"  {name}: {reason}" for _, name, reason in bad)
+            raise BadVideosError(
+                f"{len(bad)} of {len(vset)} {vset.label} videos cannot be used (pass --skip-bad / skip_bad=True "
+                f"to leave them out and report them):\n{lines}"
+            )
+        order = sorted(feats)
+        if not order:
+            raise InputSetError(f"{vset.label}: no usable videos in {vset.description}")
+        out_sets.append(FeatureSet(
+            features=np.stack([feats[i] for i in order]).astype(np.float32),
+            names=[vset.items[i].name for i in order],
+            bad=[(name, reason) for _, name, reason in bad],
+            source_sizes=sorted({sizes[i] for i in order if i in sizes}),
+            cache_hits=hits,
+            shard_size=len(st.mine),
+        ))
+    return out_sets
 
 
 def _cache_path(cache: Path, key: str) -> Path:

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ScaleCrafterError
 from ..runtime import current_dist, resolve_device
-from .features import FEATURE_VERSION, FeatureSet, embed_videos, i3d_features, model_device, model_fingerprint
+from .features import FEATURE_VERSION, FeatureSet, embed_video_sets, embed_videos, i3d_features, model_device, model_fingerprint
 from .i3d_weights import REFERENCE_WEIGHTS_FINGERPRINT, WeightsError, cache_root, load_i3d, resolve_i3d_weights
 from .inputs import BadVideosError, InputSetError, VideoSet, sample_clip
 from .preprocess import DEFAULT_RESIZE
@@ -129,8 +129,8 @@ def compute_fvd(
             max_videos=max_videos, skip_bad=skip_bad, cache_dir=cache_path, progress=progress,
             workers=workers, prefetch=prefetch,
         )
-        fr = embed_videos(real, label="real", **common)
-        ff = embed_videos(fake, label="fake", **common)
+        # one loader for both sets: the fake set is decoded while the network finishes the real one
+        fr, ff = embed_video_sets([real, fake], labels=["real", "fake"], **common)
         fvd = frechet_distance(fr.features, ff.features)
         kvd = kernel_distance(fr.features, ff.features)
         kvd_mean = kvd_std = None
