@@ -16,7 +16,7 @@ from scalecrafter_video.metrics import i3d_features, load_i3d
 from scalecrafter_video.metrics import features as features_mod
 from scalecrafter_video.metrics.features import embed_video_sets, embed_videos
 from scalecrafter_video.metrics.inputs import BadVideosError
-from scalecrafter_video.metrics.loader import THREAD_NAME_PREFIX, BatchPrefetcher
+from scalecrafter_video.metrics.loader import THREAD_NAME_PREFIX, BatchPrefetcher, one_openmp_thread_here
 
 from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
 from _fvd_utils import random_videos, tiny_weights_file, write_mp4
@@ -228,3 +228,48 @@ def test_the_first_set_with_bad_files_is_the_one_reported(tmp_path, mp4_folder, 
     assert str(err.value) == str(alone.value) and "r_bad.mp4" in str(err.value) and "f_bad.mp4" not in str(err.value)
     with pytest.raises(BadVideosError, match="f_bad.mp4"):
         embed_video_sets([mp4_folder, fake], model, labels=["real", "fake"], num_frames=T, batch_size=2, workers=2)
+
+
+def test_workers_run_torch_on_one_thread_and_leave_the_callers_setting_alone():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+
+        def prepare(i):
+            seen.append(torch.get_num_threads())
+            return torch.arange(100000, dtype=torch.float32).mul(1.7).add(i)  # elementwise: thread-count free
+
+        with BatchPrefetcher([[0, 1], [2, 3]], prepare, workers=2, prefetch=1) as loader:
+            got = [r for _, rs in loader for r in rs]
+        for i, g in enumerate(got):
+            assert torch.equal(g, torch.arange(100000, dtype=torch.float32).mul(1.7).add(i))
+        if "OpenMP" in torch.__config__.parallel_info():
+            assert seen == [1, 1, 1, 1]
+        assert torch.get_num_threads() == 2  # the caller's (the network's) threads are untouched
+        box = []
+        t = threading.Thread(target=lambda: box.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert box == [2]  # nor torch's default for new threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_openmp_thread_here_only_touches_the_calling_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        box = []
+        t = threading.Thread(target=lambda: box.append((one_openmp_thread_here(), torch.get_num_threads())))
+        t.start()
+        t.join()
+        if box[0][0]:
+            assert box[0][1] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
