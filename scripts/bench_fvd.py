@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -146,10 +147,15 @@ def main(argv=None) -> int:
         "video": f"{args.video_frames}x{args.height}x{args.width} mp4 (H.264)", "devices": {},
     }
     work = Path(tempfile.mkdtemp(prefix="bench_fvd_"))
+    load_before = os.getloadavg()
     try:
         _run(args, devices, plain_cpu, results, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()
+    results["loadavg_1min_before_after"] = [load_before[0], load_after[0]]
+    print(f"machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+          f"({os.cpu_count()} CPUs): on a shared machine the side-by-side ratio is the figure to read")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
