@@ -123,7 +123,7 @@ def build_unet(name: str, tiny: bool) -> torch.nn.Module:
             down_block_types=("CrossAttnDownBlockMotion",) * 3 + ("DownBlockMotion",),
             up_block_types=("UpBlockMotion",) + ("CrossAttnUpBlockMotion",) * 3,
             cross_attention_dim=768, num_attention_heads=8, norm_num_groups=32,
-            motion_layers_per_block=2, motion_max_seq_length=32, motion_num_attention_heads=8,
+            temporal_transformer_layers_per_block=1, motion_max_seq_length=32, motion_num_attention_heads=8,
             use_motion_mid_block=True,
         )
     if name == "svd":
@@ -203,6 +203,8 @@ def make_call(name: str, unet, lat_h: int, lat_w: int, frames: int | None, devic
     if name in ("modelscope", "animatediff"):
         x = rnd(2, 4, frames, lat_h, lat_w)
         ctx = rnd(2, 77, 1024 if name == "modelscope" else 768)
+        if name == "animatediff":  # UNetMotionModel takes the prompt per frame (as AnimateDiffPipeline passes it)
+            ctx = ctx.repeat_interleave(frames, dim=0)
         return lambda: unet(x, t, encoder_hidden_states=ctx).sample
     if name == "svd":
         x = rnd(2, frames, 8, lat_h, lat_w)
