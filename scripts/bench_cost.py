@@ -20,6 +20,8 @@ the method does all its work; steps past tau cost what Direct-Inf costs):
   family's training latent size).
 
 One step is one UNet call on the CFG batch ``[uncond, cond]`` (batch 2, all frames of the video).
+Direct-Inf runs first and again after the other modes; the baseline is the mean of the two and
+the table prints both, so the drift of a shared machine can be read next to the ratios.
 Peak memory is the growth over what was allocated before the step: on CUDA
 ``torch.cuda.max_memory_allocated() - memory_allocated()`` (after ``reset_peak_memory_stats``); on
 CPU the growth of the process's resident-set high-water mark (VmHWM, reset before each
@@ -363,7 +365,9 @@ def run_family(args, name: str) -> dict:
         with torch.inference_mode():  # one untimed plain call at this size, so no mode pays first-call costs
             call()
             _sync(device)
-        for mode in MODES:
+        # Direct-Inf is measured first and again last: the baseline is their mean and their spread
+        # says how much the machine drifted while the modes ran (read ratios within it as noise).
+        for mode in MODES + ("direct",):
             try:
                 cfg = config_for(mode, fam, train, (h, w))
                 apply_scalecrafter(unet, cfg)
@@ -376,7 +380,14 @@ def run_family(args, name: str) -> dict:
                         return call()
 
                 seconds, peak = measure(step, device, args.warmup, args.steps)
-                row["modes"][mode] = {"seconds": seconds, "peak_bytes": peak}
+                if mode in row["modes"] and "seconds" in row["modes"][mode]:  # the closing Direct-Inf run
+                    first = row["modes"][mode]
+                    runs = [first["seconds"], seconds]
+                    row["modes"][mode] = {"seconds": statistics.mean(runs), "peak_bytes": max(first["peak_bytes"], peak),
+                                          "seconds_first_last": runs,
+                                          "drift": abs(runs[1] - runs[0]) / statistics.mean(runs)}
+                else:
+                    row["modes"][mode] = {"seconds": seconds, "peak_bytes": peak}
             except Exception as exc:
                 row["modes"][mode] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
             finally:
@@ -422,6 +433,8 @@ def table(result: dict, device_name: str, dtype: str) -> str:
                 lines.append(f"| {row['size']} ({row['latent']}) | {label} | n/a: {rec['error'][:90]} | | | |")
                 continue
             tr = f"{rec['time_ratio']:.3f}x" if "time_ratio" in rec else ""
+            if "drift" in rec:
+                tr += f" (first/last {rec['seconds_first_last'][0]:.3g} / {rec['seconds_first_last'][1]:.3g} s)"
             mr = f"{rec['memory_ratio']:.3f}x" if rec.get("memory_ratio") else ""
             lines.append(f"| {row['size']} ({row['latent']}) | {label} | {rec['seconds']:.3f} | {tr} | "
                          f"{rec['peak_bytes'] / 2**20:,.0f} MiB | {mr} |")
