@@ -12,7 +12,7 @@ Public API::
 
 from .config import ScaleCrafterConfig, list_presets
 from .errors import ConfigError, ModelLoadError, ScaleCrafterError
-from .engine import apply_scalecrafter, remove_scalecrafter
+from .engine import apply_scalecrafter, compile_unet, remove_scalecrafter
 from .trajectory import denoising_step
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __all__ = [
     "ScaleCrafterConfig",
     "ScaleCrafterError",
     "apply_scalecrafter",
+    "compile_unet",
     "denoising_step",
     "list_presets",
     "remove_scalecrafter",

@@ -14,12 +14,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "umask", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "temporary_pattern", "umask", "write_json_atomic", "write_text_atomic"]
+
+
+_RANDOM = r"[A-Za-z0-9_]{8}"  # tempfile's random part
+
+
+def temporary_pattern(name: str | None = None) -> re.Pattern:
+    """The names :func:`atomic_path` gives temporaries of ``name`` (any name when None), and the
+    ``.old`` name of a folder being swapped out, for sweeping what a killed run left behind.
+
+    Also matched, so that leftovers of earlier versions are swept too: ``.{stem}.XXXXXXXX.tmp{suffix}``
+    and ``.{name}.{pid}.tmp[.npz]``.
+    """
+    if name is None:
+        return re.compile(rf"\..+\.(?:{_RANDOM}\.(?:tmp(?:\.[A-Za-z0-9]+)?|old)|\d+\.tmp(?:\.npz)?)")
+    path = Path(name)
+    stem, suffix = re.escape(path.stem), re.escape(path.suffix)
+    return re.compile(rf"\.(?:{stem}\.{_RANDOM}\.tmp{suffix}|{re.escape(path.name)}\.{_RANDOM}\.(?:tmp(?:{suffix})?|old))")
 
 
 def umask() -> int:

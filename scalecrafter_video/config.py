@@ -162,6 +162,38 @@ def _table(value, key: str) -> dict[str, float]:
     return out
 
 
+STAGE_KEYS = ("until", "dilation", "ndcfg_dilation")
+
+
+def _stages(value) -> list[dict]:
+    """``[{until, dilation[, ndcfg_dilation]}, ...]`` with ``until`` strictly increasing in (0, 1]."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) and type(value).__name__ != "ListConfig":
+        raise ConfigError(f"stages must be a list of {{until, dilation}} mappings, got {_got(value)}")
+    out, previous = [], 0.0
+    for i, stage in enumerate(value):
+        where = f"stages[{i}]"
+        if not isinstance(stage, Mapping):
+            raise ConfigError(f"{where} must be a mapping with until and dilation, got {_got(stage)}")
+        unknown = sorted(set(stage) - set(STAGE_KEYS), key=repr)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; a stage has "
+                              f"{', '.join(STAGE_KEYS)}")
+        if "until" not in stage:
+            raise ConfigError(f"{where} needs until: the fraction of the trajectory where it ends")
+        until = _real(stage["until"], f"{where}.until", low=0.0, high=1.0, expected="a number in (0, 1]")
+        if until <= previous:
+            raise ConfigError(f"{where}.until = {until}: stages must end in increasing order within (0, 1] "
+                              f"(the previous one ends at {previous})")
+        previous = until
+        entry = {"until": until, "dilation": _table(stage.get("dilation"), f"{where}.dilation")}
+        if stage.get("ndcfg_dilation") is not None:
+            entry["ndcfg_dilation"] = _table(stage["ndcfg_dilation"], f"{where}.ndcfg_dilation")
+        out.append(entry)
+    return out
+
+
 @dataclass
 class ScaleCrafterConfig:
     """A ScaleCrafter schedule.
@@ -175,6 +207,12 @@ class ScaleCrafterConfig:
         dilate_tau: fraction of the trajectory, from the noisiest step, with re-dilation on.
         progressive: decay each factor toward 2 over the window (``max(ceil(d * remaining), 2)``).
         ndcfg_dilation, ndcfg_tau: the weaker table of the noise-damped unconditional pass.
+        stages: a schedule that changes over the trajectory, ``[{until, dilation[, ndcfg_dilation]}, ...]``:
+            stage ``i`` covers the steps from the previous stage's end to the end of an ``until`` window
+            (the tau rule, :func:`~scalecrafter_video.engine.position.active_steps`), with
+            its own tables (``ndcfg_dilation`` defaults to the top-level one). With stages the top-level
+            ``dilation`` stays empty, ``dilate_tau`` is the last ``until`` and ``progressive`` is off
+            (a decay is written as stages). What ``tune`` writes.
         disperse: globs of layers whose 3x3 kernel becomes a dispersed ``disperse_kernel`` kernel
             (run at half the dilation) while ``disperse_tau`` is on and the layer's dilation >= 2.
         disperse_eta: weight of pixel-level calibration; disperse_scale: structure-level scale;
@@ -195,6 +233,7 @@ class ScaleCrafterConfig:
     progressive: bool = False
     ndcfg_dilation: dict[str, float] = field(default_factory=dict)
     ndcfg_tau: float = 0.0
+    stages: list[dict] = field(default_factory=list)
     disperse: list[str] = field(default_factory=list)
     disperse_tau: float = 0.0
     disperse_kernel: int = 5
@@ -251,6 +290,14 @@ class ScaleCrafterConfig:
                 setattr(self, key, _integer(value, key, low=1, expected="a positive integer or null"))
         self.progressive = _boolean(self.progressive, "progressive")
         self.attn_scale = _boolean(self.attn_scale, "attn_scale")
+        self.stages = _stages(self.stages)
+        if self.stages:
+            if self.dilation:
+                raise ConfigError("give either dilation (with dilate_tau) or stages, not both: each stage has "
+                                  "its own dilation table")
+            if self.progressive:
+                raise ConfigError("progressive cannot be combined with stages: write the decay as stages")
+            self.dilate_tau = self.stages[-1]["until"]
 
     @property
     def uses_attn_scale(self) -> bool:
@@ -258,9 +305,8 @@ class ScaleCrafterConfig:
 
     @property
     def uses_redilation(self) -> bool:
-        return self.method == "scalecrafter" and (
-            (self.dilate_tau > 0 and bool(self.dilation)) or self.ndcfg_tau > 0
-        )
+        dilates = bool(self.dilation) or any(stage["dilation"] for stage in self.stages)
+        return self.method == "scalecrafter" and ((self.dilate_tau > 0 and dilates) or self.ndcfg_tau > 0)
 
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
@@ -280,17 +326,17 @@ class ScaleCrafterConfig:
             raise ConfigError(
                 f"unknown config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(cls.field_names())}"
             )
-        return cls(**d)
+        cfg = cls(**d)
+        if cfg.stages and d.get("dilate_tau") is not None and _is_finite_real(d["dilate_tau"]) \
+                and float(d["dilate_tau"]) != cfg.dilate_tau:
+            raise ConfigError(f"dilate_tau = {d['dilate_tau']} but the last stage ends at until = {cfg.dilate_tau}; "
+                              "with stages, dilate_tau is the last until (leave it out)")
+        return cfg
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, _depth: int = 0, **overrides) -> ScaleCrafterConfig:
-        """Load a YAML schedule (omegaconf; ``${...}`` interpolation allowed; ``base: <preset>``
-        starts from a shipped preset)."""
-        import yaml
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-        from yaml import YAMLError
-
+        """Load a YAML schedule file (omegaconf; ``${...}`` interpolation allowed; ``base: <preset>``
+        starts from a shipped preset). Errors name the file."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
@@ -298,10 +344,23 @@ class ScaleCrafterConfig:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        cfg = cls.from_yaml_text(text, source=str(path), _depth=_depth, **overrides)
+        if cfg.name is None:
+            cfg.name = path.stem
+        return cfg
+
+    @classmethod
+    def from_yaml_text(cls, text: str, *, source: str = "schedule YAML", _depth: int = 0,
+                       **overrides) -> ScaleCrafterConfig:
+        """A schedule from YAML text (what :meth:`from_yaml` reads from a file); ``source`` names it in errors."""
+        import yaml
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+        from yaml import YAMLError
 
         def malformed(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return ConfigError(f"malformed YAML in {path}: {first}")
+            return ConfigError(f"malformed YAML in {source}: {first}")
 
         # The raw top level first: omegaconf reads an empty file or null as {} and refuses a scalar
         # with an OSError, so both are told apart here.
@@ -311,12 +370,12 @@ class ScaleCrafterConfig:
             raise malformed(exc) from None
         if raw is None or (isinstance(raw, dict) and not raw):
             raise ConfigError(
-                f"{path} is an empty schedule; give method: direct for Direct-Inf, or a dilation table "
+                f"{source} is an empty schedule; give method: direct for Direct-Inf, or a dilation table "
                 f"(or base: <preset>) for ScaleCrafter"
             )
         if not isinstance(raw, dict):
             raise ConfigError(
-                f"{path}: a ScaleCrafter config must be a mapping of schedule keys at the top level, "
+                f"{source}: a ScaleCrafter config must be a mapping of schedule keys at the top level, "
                 f"got {type(raw).__name__}"
             )
         try:
@@ -324,32 +383,31 @@ class ScaleCrafterConfig:
         except (YAMLError, OmegaConfBaseException, ValueError) as exc:
             raise malformed(exc) from None
         if not isinstance(data, dict):  # not reachable after the check above; kept as a guard
-            raise ConfigError(f"{path}: a ScaleCrafter config must be a mapping, got {type(data).__name__}")
+            raise ConfigError(f"{source}: a ScaleCrafter config must be a mapping, got {type(data).__name__}")
         if "base" in data:
             # ``base: <preset>`` reuses a shipped table; keys given here override it.
             base = data.pop("base")
             if not isinstance(base, str) or not base:
-                raise ConfigError(f"{path}: base must be a preset name such as sd2.1/2048x2048, got {_got(base)}")
+                raise ConfigError(f"{source}: base must be a preset name such as sd2.1/2048x2048, got {_got(base)}")
             if _depth > 8:
-                raise ConfigError(f"{path}: 'base' chain too deep (a cycle?)")
+                raise ConfigError(f"{source}: 'base' chain too deep (a cycle?)")
             data = {**cls.preset(base, _depth=_depth + 1).to_dict(), "name": None, **data}
         try:
             cfg = cls.from_dict(data, **overrides)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from None
         if (
             cfg.method == "scalecrafter"
             and not cfg.dilation
+            and not any(stage["dilation"] for stage in cfg.stages)
             and cfg.ndcfg_tau == 0
             and not cfg.disperse
         ):
             hint = " (or method: attn-sf for attention scaling alone)" if cfg.attn_scale else ""
             raise ConfigError(
-                f"{path}: method scalecrafter with an empty dilation table, ndcfg_tau 0 and no disperse "
+                f"{source}: method scalecrafter with an empty dilation table, ndcfg_tau 0 and no disperse "
                 f"dilates nothing; use method: direct for Direct-Inf{hint}, or give a dilation table"
             )
-        if cfg.name is None:
-            cfg.name = path.stem
         return cfg
 
     @classmethod
@@ -368,8 +426,12 @@ class ScaleCrafterConfig:
         for key in ("train_size", "target_size"):
             if d[key] is not None:
                 d[key] = list(d[key])
-        for key in ("dilation", "ndcfg_dilation"):  # per-axis factors as [height, width] lists
-            d[key] = {g: list(f) if isinstance(f, tuple) else f for g, f in d[key].items()}
+        def table(t):  # per-axis factors as [height, width] lists
+            return {g: list(f) if isinstance(f, tuple) else f for g, f in t.items()}
+
+        for key in ("dilation", "ndcfg_dilation"):
+            d[key] = table(d[key])
+        d["stages"] = [{k: table(v) if isinstance(v, dict) else v for k, v in stage.items()} for stage in d["stages"]]
         return d
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
@@ -377,7 +439,9 @@ class ScaleCrafterConfig:
 
         text = OmegaConf.to_yaml(OmegaConf.create(self.to_dict()))
         if path is not None:
-            Path(path).write_text(text)
+            from .atomic import write_text_atomic
+
+            write_text_atomic(path, text)
         return text
 
     def replace(self, **changes) -> ScaleCrafterConfig:

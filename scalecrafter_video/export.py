@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_json_atomic
+from .atomic import atomic_path, temporary_pattern, write_json_atomic
 from .errors import ScaleCrafterError
 
 __all__ = ["VIDEO_SUFFIXES", "check_free_space", "check_output_path", "is_own_output", "sweep_stale_temporaries", "side_by_side", "write_json", "write_video"]
@@ -178,10 +178,7 @@ def sweep_stale_temporaries(path) -> list[Path]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         return []
-    ours = re.compile(
-        rf"\.(?:{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}\.tmp{re.escape(path.suffix)}"
-        rf"|{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.(?:tmp(?:{re.escape(path.suffix)})?|old))"
-    )
+    ours = temporary_pattern(path.name)
     removed = []
     for entry in parent.iterdir():
         if not ours.fullmatch(entry.name) or entry.is_symlink():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .errors import ScaleCrafterError
 
-__all__ = ["Dist", "current_dist", "init_distributed", "resolve_device", "resolve_dtype", "versions"]
+__all__ = ["Dist", "current_dist", "init_distributed", "is_out_of_memory", "resolve_device", "resolve_dtype", "versions"]
 
 
 def resolve_device(name=None, *, local_rank: int | None = None):
@@ -112,6 +112,16 @@ def init_distributed(device_name: str = "auto") -> Dist:
     if owned:
         td.init_process_group(backend="nccl" if cuda else "gloo")
     return Dist(rank=rank, world=world, local_rank=local, initialised=True, owned=owned)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Host or accelerator memory ran out (a condition the user can fix with smaller settings)."""
+    import torch
+
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def versions() -> dict:

@@ -8,7 +8,7 @@ naming the file.
 Supported inputs:
 
 * ``.mp4 .webm .mkv .mov .avi .m4v`` files: decord when installed, PyAV otherwise (and PyAV
-  again when decord fails on a file);
+  again when decord fails on a file); ``backend=`` picks one of them instead;
 * ``.gif .webp`` (animated) files: Pillow, every frame composited and converted to RGB;
 * a folder of ``.png/.jpg/.jpeg`` frames, sorted naturally (``2.png`` before ``10.png``).
 """
@@ -26,6 +26,7 @@ from .errors import ScaleCrafterError
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
 ANIMATED_IMAGE_EXTENSIONS = (".gif", ".webp")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CONTAINER_BACKENDS = ("auto", "decord", "pyav")
 
 __all__ = [
     "VideoReadError",
@@ -36,6 +37,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "ANIMATED_IMAGE_EXTENSIONS",
     "FRAME_EXTENSIONS",
+    "CONTAINER_BACKENDS",
 ]
 
 
@@ -66,12 +68,15 @@ def is_frame_folder(path: str | os.PathLike) -> bool:
     return p.is_dir() and len(_frame_files(p)) > 0
 
 
-def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
+def read_video(path: str | os.PathLike, max_frames: int | None = None, backend: str = "auto") -> np.ndarray:
     """Decode a video file or a folder of frames.
 
     Args:
         path: a video file (mp4/webm/mkv/mov/avi/m4v, gif/webp) or a folder of png/jpg frames.
         max_frames: decode at most this many leading frames (``None``: all frames).
+        backend: decoder of container files (mp4, webm, ...): ``"auto"`` (decord when installed,
+            PyAV otherwise or when decord fails), ``"decord"`` or ``"pyav"`` (that one only).
+            Animated images and frame folders are always read with Pillow.
 
     Returns:
         ``np.ndarray`` of shape ``(frames, height, width, 3)``, dtype ``uint8``, RGB.
@@ -83,6 +88,8 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.nda
     p = Path(path)
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    if backend not in CONTAINER_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(CONTAINER_BACKENDS)}, got {backend!r}")
     if not p.exists():
         raise VideoReadError(f"{p}: no such file or folder")
     if p.is_dir():
@@ -92,7 +99,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.nda
         if ext in ANIMATED_IMAGE_EXTENSIONS:
             frames = _read_with_pillow(p, max_frames)
         elif ext in VIDEO_EXTENSIONS:
-            frames = _read_container(p, max_frames)
+            frames = _read_container(p, max_frames, backend)
         else:
             raise VideoReadError(
                 f"{p}: unsupported extension {ext!r}; expected one of "
@@ -141,17 +148,21 @@ def _read_with_pillow(path: Path, max_frames: int | None) -> np.ndarray:
     return np.stack(frames)
 
 
-def _read_container(path: Path, max_frames: int | None) -> np.ndarray:
+def _read_container(path: Path, max_frames: int | None, backend: str = "auto") -> np.ndarray:
     errors = []
-    try:
-        import decord  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    if backend in ("auto", "decord"):
         try:
-            return _read_with_decord(path, max_frames)
-        except Exception as exc:
-            errors.append(f"decord: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            import decord  # noqa: F401
+        except ImportError:
+            if backend == "decord":
+                raise VideoReadError(f"{path}: backend 'decord' is not installed") from None
+        else:
+            try:
+                return _read_with_decord(path, max_frames)
+            except Exception as exc:
+                errors.append(f"decord: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        if backend == "decord":
+            raise VideoReadError(f"{path}: cannot decode ({'; '.join(errors)})")
     try:
         return _read_with_pyav(path, max_frames)
     except Exception as exc:

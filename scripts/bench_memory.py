@@ -8,6 +8,7 @@ max |tiled - untiled| in [-1, 1] units.
 
     python scripts/bench_memory.py                     # CPU, 128..512 px
     python scripts/bench_memory.py --sizes 512,1024,2048 --device cuda --width-div 1
+    python scripts/bench_memory.py --low-memory       # the one-tile-at-a-time (multi-pass) decode
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def _worker(size: int, tile: int | None, device: str, width_div: int, out: str |
         base = _hwm_mib()
     t0 = time.perf_counter()
     with torch.no_grad():
-        y = vae.decode(z).sample if tile is None else synced_tiled_decode(vae, z, tile)
+        low_memory = os.environ.get("BENCH_LOW_MEMORY") == "1"
+        y = vae.decode(z).sample if tile is None else synced_tiled_decode(vae, z, tile, low_memory=low_memory)
     if cuda:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20 - base
@@ -77,6 +79,8 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--width-div", type=int, default=4, help="divide SD's VAE channels by this (default 4)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
+    ap.add_argument("--low-memory", action="store_true",
+                    help="tiled decode with low_memory=True (one tile alive at a time, multi-pass statistics)")
     ap.add_argument("--_worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -90,7 +94,8 @@ def main() -> int:
 
     import torch
 
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               BENCH_LOW_MEMORY="1" if args.low_memory else "0")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in [int(s) for s in args.sizes.split(",")]:
@@ -110,7 +115,8 @@ def main() -> int:
                 rows.append(row)
             row["max_abs_diff_vs_untiled"] = round(float((pair[None] - pair[args.tile]).abs().max()), 4)
             row["mean_abs_diff_vs_untiled"] = round(float((pair[None] - pair[args.tile]).abs().mean()), 4)
-    print(f"VAE decode, 1 frame, {args.device}, SD-layout VAE with channels / {args.width_div}; peak = growth during the decode")
+    print(f"VAE decode, 1 frame, {args.device}, SD-layout VAE with channels / {args.width_div}; peak = growth during the "
+          f"decode; tiled: {'low_memory (multi-pass)' if args.low_memory else 'lockstep (one pass per tile)'}")
     print(f"{'size':>6} {'untiled MiB':>12} {'s':>6} {'tiled MiB':>10} {'s':>6} {'max|diff|':>10} {'mean|diff|':>11}")
     for plain, tiled in zip(rows[::2], rows[1::2]):
         print(f"{plain['size']:>6} {plain['peak_mib']:>12.1f} {plain['seconds']:>6.2f} {tiled['peak_mib']:>10.1f} "

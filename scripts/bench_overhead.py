@@ -80,18 +80,19 @@ def run_mode(args, name: str, unet=None, sched=None) -> dict:
     x = torch.cat([x, x])
     ctx = torch.randn(2, 8, args.context_dim, generator=gen).to(args.device)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    clock = time.process_time if getattr(args, "clock", "wall") == "cpu" else time.perf_counter
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_bytes()
     with torch.inference_mode():
         sync()
-        start = time.perf_counter()
+        start = clock()
         n = len(sched.timesteps)
         for i, t in enumerate(sched.timesteps):
             with denoising_step(i, n, cfg=True):  # our own loop: a [uncond, cond] batch at step i
                 unet(x, t, encoder_hidden_states=ctx)
         sync()
-        seconds = time.perf_counter() - start
+        seconds = clock() - start
     remove_scalecrafter(owner)
     out = {"seconds": seconds}
     if args.device.startswith("cuda"):
@@ -118,6 +119,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine)")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time, or the process's CPU time (with --threads 1 the steadier measure on a shared CPU)")
+    p.add_argument("--modes", nargs="+", help="only these modes (direct is always run)")
+    p.add_argument("--skip-memory", action="store_true", help="time only (no peak-memory subprocesses)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
@@ -127,6 +132,8 @@ def main() -> None:
         return
 
     names = list(modes(len(args.channels)))
+    if args.modes:
+        names = ["direct"] + [n for n in names if n in args.modes and n != "direct"]
     unet, sched = build(args)
     run_mode(args, "direct", unet, sched)  # warm-up
     times = {n: [] for n in names}
@@ -135,7 +142,9 @@ def main() -> None:
             times[n].append(run_mode(args, n, unet, sched)["seconds"])
     memory = {}
     for n in names:
-        if args.device.startswith("cuda"):
+        if args.skip_memory:
+            memory[n] = {"peak_bytes": float("nan")}
+        elif args.device.startswith("cuda"):
             memory[n] = run_mode(args, n, unet, sched)
         else:
             cmd = [sys.executable, __file__, "--child", n, "--device", args.device, "--channels", *map(str, args.channels),
@@ -156,7 +165,7 @@ def main() -> None:
     targets = {"redilate-int": "<= 1.03x time", "ndcfg": f"<= {1 + 0.5 * TAU:.2f}x time",
                "disperse": "<= 1.10x time, <= 1.05x peak"}
     print(f"device={args.device} channels={args.channels} latent={args.size}^2 frames={args.frames} "
-          f"steps={args.steps} tau={TAU} rounds={args.rounds}")
+          f"steps={args.steps} tau={TAU} rounds={args.rounds} clock={args.clock}")
     print(f"{'mode':<14}{'s/trajectory':>14}{'time x':>9}{'peak MB':>10}{'peak x':>8}  target")
     for r in rows:
         print(f"{r['mode']:<14}{r['seconds']:>14.3f}{r['time_ratio']:>9.3f}{r['peak_mb']:>10.1f}{r['peak_ratio']:>8.3f}"

@@ -4,13 +4,14 @@
 #   scripts/fvd_demo.sh [RUN_DIR]          (default runs/fvd-demo)
 #
 # 1. writes N demo-grammar prompts ("a red circle moving left", ...) to RUN_DIR/prompts.txt;
-# 2. renders the ground truth of each prompt (scalecrafter_video.data, analytic scenes) at the
+# 2. renders the ground truth of each prompt (scalecrafter_video.demo.scenes, analytic scenes) at the
 #    target size into RUN_DIR/reference/ (mp4);
 # 3. runs scripts/fvd_run.sh: ScaleCrafter and Direct-Inf at 2x the native side, FVD each vs reference.
 #
 # Environment: N=6 prompts, SCALE=2 (target side / native side), FRAMES=9 (the least I3D takes),
 # STEPS=10, MODEL (default models/shapes-t2v; when that folder is missing the tiny random test
-# model of tests/tiny.py is used instead and the report says so: its FVD shows the plumbing only).
+# model of the test suite (tests/conftest.py) is used instead and the report says so: its FVD
+# shows the plumbing only).
 # The defaults take about 4 minutes on 2 CPU cores; FVD from 6 videos is only a smoke test (use
 # hundreds to thousands of videos per side for numbers worth comparing).
 set -euo pipefail
@@ -23,13 +24,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$RUN_DIR"
 
 if [ ! -f "$MODEL/model_index.json" ]; then
-  echo "note: $MODEL not found; using the tiny random test model (tests/tiny.py) instead" >&2
+  echo "note: $MODEL not found; using the tiny random test model (tests/conftest.py) instead" >&2
   MODEL="$RUN_DIR/tiny-t2v"
   [ -f "$MODEL/model_index.json" ] || "$PYTHON" -c "
 import sys; sys.path.insert(0, 'tests')
 from pathlib import Path
-from tiny import tiny_t2v_folder
-tiny_t2v_folder(Path('$MODEL'))"
+from conftest import TinyModels
+TinyModels(Path('$RUN_DIR') / '_tiny-parts').t2v_folder(Path('$MODEL'))"
   echo "tiny random test model (no demo model available)" > "$RUN_DIR/MODEL_NOTE.txt"
 fi
 
@@ -64,7 +65,8 @@ ref = run_dir / "reference"
 ref.mkdir(exist_ok=True)
 for i, prompt in enumerate(prompts):
     scene = scene_from_prompt(prompt, rng, frames=frames, aspect=width / height)
-    write_video(to_uint8(render_scene(scene, height, width, frames)), ref / f"{i:05d}.mp4", fps=8)
+    # deterministic: a resumed run writes the same reference again over its own previous files
+    write_video(to_uint8(render_scene(scene, height, width, frames)), ref / f"{i:05d}.mp4", fps=8, overwrite=True)
 print(height, width)
 EOF
 )

@@ -1,4 +1,4 @@
-"""The layering of ARCHITECTURE.md, read from the imports of every module of the package."""
+"""The layering of ARCHITECTURE.md, read from the imports of every module of the package (and of the tests)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,25 @@ def test_ops_is_pure_tensor_maths(parts, path):
     ours = {n for n in _imports(parts, path) if n.startswith("scalecrafter_video")}
     assert ours <= {"scalecrafter_video.errors", "scalecrafter_video.errors.ConfigError",
                     "scalecrafter_video.errors.ScaleCrafterError"} | {n for n in ours if n.startswith("scalecrafter_video.ops")}
+
+
+# ------------------------------------------------------------------ the tests follow the package
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
+def test_tests_share_code_through_conftest_fixtures_and_import_only_public_names(path):
+    """Shared test code lives in conftest.py as fixtures, not in helper modules imported by name."""
+    siblings = {p.stem for p in TESTS.glob("*.py")}
+    private = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+            private.update(a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__"))
+        else:
+            continue
+        helpers = sorted(m for m in modules if m.split(".")[0] in siblings)
+        assert not helpers, f"{path.name} imports {helpers}: ask for a conftest.py fixture instead"
+    assert not private, f"{path.name} imports private names {sorted(private)}"

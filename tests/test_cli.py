@@ -3,15 +3,14 @@
 import json
 
 import pytest
-from tiny import tiny_t2v_folder
 
 from scalecrafter_video.cli import main
 from scalecrafter_video.video_io import read_video
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return tiny_t2v_folder(tmp_path_factory.mktemp("m") / "tiny-t2v")
+def model(tiny_t2v_folder):
+    return tiny_t2v_folder
 
 
 def test_generate_mp4_with_auto_schedule(model, tmp_path, capsys):
@@ -95,3 +94,43 @@ def test_generate_refuses_existing_output_then_overwrites_its_own(model, tmp_pat
     assert main(args + ["--seed", "1", "--overwrite"]) == 0
     assert out.read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif", "v.gif.json"]
+
+
+def test_compile_flag_compiles_the_unet_once_and_keeps_the_pixels(model, tmp_path, monkeypatch):
+    """generate --compile goes through engine.compile_unet (here with Dynamo's eager backend, which
+    compiles in seconds on a CPU); the written frames are those of the uncompiled run."""
+    from scalecrafter_video import engine
+
+    calls, real = [], engine.compile_unet
+
+    def compile_eager(target, **kw):
+        calls.append(type(target).__name__)
+        return real(target, backend="eager")
+
+    monkeypatch.setattr(engine, "compile_unet", compile_eager)
+
+    def run(name, *extra):
+        out = tmp_path / name
+        assert main(["generate", "--model", str(model), "--prompt", "a cat", "--height", "32", "--width", "32",
+                     "--frames", "2", "--steps", "3", "--out", str(out), *extra]) == 0
+        return read_video(out).astype(int), json.loads((tmp_path / f"{name}.json").read_text())
+
+    plain, plain_meta = run("plain.mp4")
+    compiled, compiled_meta = run("compiled.mp4", "--compile")
+    assert len(calls) == 1
+    assert abs(plain - compiled).max() <= 1  # float rounding at most, through the mp4
+    assert compiled_meta["compiled"] is True and plain_meta["compiled"] is False
+
+
+def test_render_compile_flag_reaches_the_library(model, tmp_path, monkeypatch):
+    from scalecrafter_video import engine
+
+    calls = []
+    monkeypatch.setattr(engine, "compile_unet", lambda target, **kw: calls.append(target) or target)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n")
+    assert main(["render", "--prompts", str(prompts), "--out-dir", str(tmp_path / "o"), "--model", str(model),
+                 "--frames", "2", "--steps", "2", "--no-progress", "--compile"]) == 0
+    assert len(calls) == 1 and calls[0].unet is not None
+    (sidecar,) = (tmp_path / "o").glob("*.mp4.json")
+    assert json.loads(sidecar.read_text())["compiled"] is True

@@ -4,14 +4,6 @@
 import json
 
 import pytest
-from tiny_video import (
-    tiny_animatediff_folder,
-    tiny_i2vgenxl_folder,
-    tiny_image,
-    tiny_motion_adapter_folder,
-    tiny_sd15_folder_for_animatediff,
-    tiny_svd_folder,
-)
 
 from scalecrafter_video.cli import main
 from scalecrafter_video.video_io import read_video
@@ -26,16 +18,16 @@ def _folder(builder, root, name):
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("families")
     image = root / "first.png"
-    tiny_image((32, 32)).save(image)
+    tiny.image((32, 32)).save(image)
     return {
-        "animatediff": _folder(tiny_animatediff_folder, root, "ad"),
-        "sd": tiny_sd15_folder_for_animatediff(root / "sd"),
-        "adapter": tiny_motion_adapter_folder(root / "adapter"),
-        "svd": _folder(tiny_svd_folder, root, "svd"),
-        "i2vgenxl": _folder(tiny_i2vgenxl_folder, root, "i2v"),
+        "animatediff": _folder(tiny.animatediff_folder, root, "ad"),
+        "sd": tiny.sd15_folder_for_animatediff(root / "sd"),
+        "adapter": tiny.motion_adapter_folder(root / "adapter"),
+        "svd": _folder(tiny.svd_folder, root, "svd"),
+        "i2vgenxl": _folder(tiny.i2vgenxl_folder, root, "i2v"),
         "image": image,
     }
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from scalecrafter_video import ConfigError, ScaleCrafterConfig
-from scalecrafter_video.config import _factor
 
 MID = {"mid_block.*": 2}  # a minimal table so that only the field under test is wrong
 
@@ -79,11 +78,16 @@ def test_dilation_tables_are_mappings_of_globs(key, bad, fragment):
     _raises([key, fragment], **{key: bad})
 
 
+def _factor(value):
+    """One factor through the public door: the value a one-entry dilation table keeps."""
+    return ScaleCrafterConfig.from_dict({"dilation": {"x": value}}).dilation["x"]
+
+
 def test_factor_check_is_per_value():
     """The single-factor rule stands apart from the table, ready to be applied per axis later."""
-    assert _factor(2, "x") == 2.0 and _factor(2.5, "x") == 2.5 and _factor(np.float32(3), "x") == 3.0
-    with pytest.raises(ConfigError, match=r"x must be a finite number >= 1"):
-        _factor(INF, "x")
+    assert _factor(2) == 2.0 and _factor(2.5) == 2.5 and _factor(np.float32(3)) == 3.0
+    with pytest.raises(ConfigError, match=r"x'\] must be a finite number >= 1"):
+        _factor(INF)
 
 
 TAUS = [

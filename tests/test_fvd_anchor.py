@@ -12,8 +12,6 @@ import pytest
 from scalecrafter_video.metrics import compute_fvd, i3d_features, load_i3d
 from scalecrafter_video.metrics.i3d_weights import WeightsUnavailableError, resolve_i3d_weights
 
-from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
-
 
 @pytest.fixture(scope="module")
 def real_weights():

@@ -19,7 +19,6 @@ from scalecrafter_video.metrics.i3d_weights import (
     resolve_i3d_weights,
 )
 
-from _fvd_utils import one_torch_thread, tiny_i3d  # noqa: F401 (autouse fixture)
 
 EXPECTED_SHAPES = {  # (C, T, H, W) for a 16x224x224 clip, from the reference layer table
     "Conv3d_1a_7x7": (64, 8, 112, 112),
@@ -109,7 +108,7 @@ def test_input_errors(shape, match):
     assert issubclass(I3DInputError, ScaleCrafterError)
 
 
-def test_nine_frames_run_and_logits_average_over_time():
+def test_nine_frames_run_and_logits_average_over_time(tiny_i3d):
     model = tiny_i3d()
     x = torch.rand(2, 3, 9, 224, 224) * 2 - 1
     out = model(x)
@@ -122,7 +121,7 @@ def test_nine_frames_run_and_logits_average_over_time():
     assert torch.allclose(per_t.mean(-1), feats["Logits"], atol=1e-6)
 
 
-def test_optimized_copy_matches_plain_and_leaves_it_untouched():
+def test_optimized_copy_matches_plain_and_leaves_it_untouched(tiny_i3d):
     model = tiny_i3d(divisor=8, seed=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = optimize_i3d(model)
@@ -162,7 +161,7 @@ def _flax_checkpoint(model: I3D, tf_typo: bool = False) -> dict:
 
 
 @pytest.mark.parametrize("tf_typo", [False, True])
-def test_checkpoint_conversion_roundtrip(tf_typo):
+def test_checkpoint_conversion_roundtrip(tf_typo, tiny_i3d):
     model = tiny_i3d(divisor=16, seed=2)
     blob = pickle.dumps(_flax_checkpoint(model, tf_typo), protocol=4)
     state = convert_i3d_checkpoint(load_restricted_pickle(blob))
@@ -170,7 +169,7 @@ def test_checkpoint_conversion_roundtrip(tf_typo):
         assert torch.equal(state[k], v), k
 
 
-def test_ckpt_file_is_converted_once_and_loads(tmp_path, monkeypatch):
+def test_ckpt_file_is_converted_once_and_loads(tmp_path, monkeypatch, tiny_i3d):
     monkeypatch.setenv("SCALECRAFTER_VIDEO_CACHE", str(tmp_path / "cache"))
     model = tiny_i3d(divisor=16, seed=3)
     ckpt = tmp_path / "tiny.ckpt"

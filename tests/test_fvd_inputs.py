@@ -12,15 +12,12 @@ from scalecrafter_video.metrics import compute_fvd, frechet_distance, i3d_featur
 from scalecrafter_video.metrics.features import embed_videos
 from scalecrafter_video.metrics.inputs import BadVideosError, VideoSet, sample_clip
 
-from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
-from _fvd_utils import random_videos, tiny_weights_file, write_frame_folder, write_gif, write_mp4
-
 T = 9
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_weights_file(tmp_path_factory.mktemp("w") / "tiny.safetensors", divisor=16, seed=0)
+def weights(tmp_path_factory, tiny_i3d_weights):
+    return tiny_i3d_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", divisor=16, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +39,16 @@ def test_sample_clip_rule():
         sample_clip(v, 9, stride=5)
 
 
-def test_arrays_npy_npz_and_folders_give_the_same_features(tmp_path, model):
-    vids = random_videos(3, 12, 40, 56, seed=1)
+def test_arrays_npy_npz_and_folders_give_the_same_features(tmp_path, model, videos):
+    vids = videos.random(3, 12, 40, 56, seed=1)
     np.save(tmp_path / "v.npy", vids)
     np.savez(tmp_path / "v.npz", vids)
     gifs = tmp_path / "gifs"
     gifs.mkdir()
     frames = tmp_path / "frames"
     for i, v in enumerate(vids):
-        write_gif(gifs / f"clip{i}.gif", v)
-        write_frame_folder(frames / f"clip{i}", v)
+        videos.write_gif(gifs / f"clip{i}.gif", v)
+        videos.write_frame_folder(frames / f"clip{i}", v)
     ref = i3d_features(vids[:, :T], model=model)
     for src in (vids, tmp_path / "v.npy", tmp_path / "v.npz", frames):
         fs = embed_videos(src, model, num_frames=T)
@@ -60,19 +57,19 @@ def test_arrays_npy_npz_and_folders_give_the_same_features(tmp_path, model):
     assert [i.name.rsplit("/", 1)[-1] for i in VideoSet(gifs).items] == ["clip0.gif", "clip1.gif", "clip2.gif"]
 
 
-def test_stride_and_max_videos(model):
-    vids = random_videos(4, 20, 32, 32, seed=2)
+def test_stride_and_max_videos(model, videos):
+    vids = videos.random(4, 20, 32, 32, seed=2)
     fs = embed_videos(vids, model, num_frames=T, stride=2, max_videos=3)
     np.testing.assert_array_equal(fs.features, i3d_features(vids[:3, 0:17:2], model=model))
     assert len(fs.names) == 3
 
 
-def test_mixed_sizes_and_natural_order(tmp_path, model):
+def test_mixed_sizes_and_natural_order(tmp_path, model, videos):
     folder = tmp_path / "mixed"
     folder.mkdir()
-    a, b = random_videos(1, 10, 32, 48, seed=3)[0], random_videos(1, 10, 64, 64, seed=4)[0]
-    write_mp4(folder / "v10.mp4", a)
-    write_frame_folder(folder / "v2", b)
+    a, b = videos.random(1, 10, 32, 48, seed=3)[0], videos.random(1, 10, 64, 64, seed=4)[0]
+    videos.write_mp4(folder / "v10.mp4", a)
+    videos.write_frame_folder(folder / "v2", b)
     (folder / "README.txt").write_text("not a video")
     vs = VideoSet(folder)
     assert [n.rsplit("/", 1)[-1] for n in (i.name for i in vs.items)] == ["v2", "v10.mp4"]
@@ -81,18 +78,18 @@ def test_mixed_sizes_and_natural_order(tmp_path, model):
     assert fs.source_sizes == [(32, 48), (64, 64)]
 
 
-def _folder_with_bad_videos(tmp_path):
+def _folder_with_bad_videos(tmp_path, videos):
     folder = tmp_path / "fake"
     folder.mkdir()
-    for i, v in enumerate(random_videos(3, 10, 32, 32, seed=5)):
-        write_mp4(folder / f"ok{i}.mp4", v)
+    for i, v in enumerate(videos.random(3, 10, 32, 32, seed=5)):
+        videos.write_mp4(folder / f"ok{i}.mp4", v)
     (folder / "broken.mp4").write_bytes(b"\x00" * 64)
-    write_mp4(folder / "short.mp4", random_videos(1, 4, 32, 32)[0])
+    videos.write_mp4(folder / "short.mp4", videos.random(1, 4, 32, 32)[0])
     return folder
 
 
-def test_bad_videos_fail_by_default_naming_each_file(tmp_path, model):
-    folder = _folder_with_bad_videos(tmp_path)
+def test_bad_videos_fail_by_default_naming_each_file(tmp_path, model, videos):
+    folder = _folder_with_bad_videos(tmp_path, videos)
     with pytest.raises(BadVideosError) as err:
         embed_videos(folder, model, num_frames=T)
     msg = str(err.value)
@@ -100,16 +97,16 @@ def test_bad_videos_fail_by_default_naming_each_file(tmp_path, model):
     assert "2 of 5" in msg and "--skip-bad" in msg
 
 
-def test_skip_bad_reports_and_leaves_them_out(tmp_path, model, cache_env):
-    folder = _folder_with_bad_videos(tmp_path)
-    real = random_videos(4, 10, 32, 32, seed=6)
+def test_skip_bad_reports_and_leaves_them_out(tmp_path, model, cache_env, videos):
+    folder = _folder_with_bad_videos(tmp_path, videos)
+    real = videos.random(4, 10, 32, 32, seed=6)
     res = compute_fvd(real, folder, num_frames=T, model=model, skip_bad=True, progress=False)
     assert res.num_fake == 3 and res.num_real == 4
     assert sorted(s["name"].rsplit("/", 1)[-1] for s in res.skipped) == ["broken.mp4", "short.mp4"]
 
 
-def test_compute_fvd_matches_the_pure_functions(model, cache_env):
-    real, fake = random_videos(5, 10, 32, 32, seed=7), random_videos(6, 10, 32, 32, seed=8)
+def test_compute_fvd_matches_the_pure_functions(model, cache_env, videos):
+    real, fake = videos.random(5, 10, 32, 32, seed=7), videos.random(6, 10, 32, 32, seed=8)
     res = compute_fvd(real, fake, num_frames=T, model=model, kvd_subsets=3, kvd_subset_size=4, progress=False)
     fr, ff = i3d_features(real[:, :T], model=model), i3d_features(fake[:, :T], model=model)
     assert res.fvd == pytest.approx(frechet_distance(fr, ff), rel=1e-12)
@@ -120,12 +117,12 @@ def test_compute_fvd_matches_the_pure_functions(model, cache_env):
     assert res.protocol["reference_weights"] is False
 
 
-def test_feature_cache_is_keyed_by_content_and_protocol(tmp_path, model, cache_env):
+def test_feature_cache_is_keyed_by_content_and_protocol(tmp_path, model, cache_env, videos):
     folder = tmp_path / "set"
     folder.mkdir()
-    vids = random_videos(3, 12, 32, 32, seed=9)
+    vids = videos.random(3, 12, 32, 32, seed=9)
     for i, v in enumerate(vids):
-        write_frame_folder(folder / f"c{i}", v)
+        videos.write_frame_folder(folder / f"c{i}", v)
     cache = tmp_path / "feat-cache"
     first = embed_videos(folder, model, num_frames=T, cache_dir=cache)
     assert first.cache_hits == 0 and len(list(cache.rglob("*.npz"))) == 3
@@ -133,7 +130,7 @@ def test_feature_cache_is_keyed_by_content_and_protocol(tmp_path, model, cache_e
     assert second.cache_hits == 3
     np.testing.assert_array_equal(first.features, second.features)
     # A changed frame invalidates only that video; other protocol settings miss entirely.
-    write_frame_folder(folder / "c1", random_videos(1, 12, 32, 32, seed=10)[0])
+    videos.write_frame_folder(folder / "c1", videos.random(1, 12, 32, 32, seed=10)[0])
     third = embed_videos(folder, model, num_frames=T, cache_dir=cache)
     assert third.cache_hits == 2 and not np.array_equal(third.features[1], first.features[1])
     assert embed_videos(folder, model, num_frames=10, cache_dir=cache).cache_hits == 0
@@ -143,26 +140,26 @@ def test_feature_cache_is_keyed_by_content_and_protocol(tmp_path, model, cache_e
 @pytest.mark.parametrize(
     "make,match",
     [
-        (lambda p: p / "missing", "does not exist"),
-        (lambda p: (p / "empty").mkdir() or p / "empty", "holds no videos"),
-        (lambda p: np.save(p / "f.npy", np.zeros((2, 10, 8, 8, 3), np.float32)) or p / "f.npy", "uint8"),
-        (lambda p: np.save(p / "s.npy", np.zeros((10, 8, 8, 3), np.uint8)) or p / "s.npy", r"\(N, T, H, W, 3\)"),
-        (lambda p: write_frame_folder(p / "loose", random_videos(1, 3, 8, 8)[0]), "own sub-folder"),
+        (lambda p, videos: p / "missing", "does not exist"),
+        (lambda p, videos: (p / "empty").mkdir() or p / "empty", "holds no videos"),
+        (lambda p, videos: np.save(p / "f.npy", np.zeros((2, 10, 8, 8, 3), np.float32)) or p / "f.npy", "uint8"),
+        (lambda p, videos: np.save(p / "s.npy", np.zeros((10, 8, 8, 3), np.uint8)) or p / "s.npy", r"\(N, T, H, W, 3\)"),
+        (lambda p, videos: videos.write_frame_folder(p / "loose", videos.random(1, 3, 8, 8)[0]), "own sub-folder"),
     ],
 )
-def test_input_set_errors(tmp_path, model, make, match):
+def test_input_set_errors(tmp_path, model, make, match, videos):
     with pytest.raises(ScaleCrafterError, match=match):
-        embed_videos(make(tmp_path), model, num_frames=T)
+        embed_videos(make(tmp_path, videos), model, num_frames=T)
 
 
-def test_too_few_frames_is_a_clear_error(model):
+def test_too_few_frames_is_a_clear_error(model, videos):
     with pytest.raises(ScaleCrafterError, match="at least 9"):
-        embed_videos(random_videos(2, 8, 16, 16), model, num_frames=8)
+        embed_videos(videos.random(2, 8, 16, 16), model, num_frames=8)
 
 
-def test_cli_prints_result_and_writes_json(tmp_path, weights, cache_env, capsys):
-    np.save(tmp_path / "real.npy", random_videos(4, 10, 32, 32, seed=11))
-    np.save(tmp_path / "fake.npy", random_videos(4, 10, 32, 32, seed=12))
+def test_cli_prints_result_and_writes_json(tmp_path, weights, cache_env, capsys, videos):
+    np.save(tmp_path / "real.npy", videos.random(4, 10, 32, 32, seed=11))
+    np.save(tmp_path / "fake.npy", videos.random(4, 10, 32, 32, seed=12))
     out = tmp_path / "r.json"
     code = main(["fvd", str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--num-frames", "9",
                  "--i3d-weights", str(weights), "--kvd-subsets", "2", "--json", str(out), "--no-progress"])
@@ -181,16 +178,16 @@ def test_cli_reports_user_errors_on_one_line(tmp_path, weights, capsys):
 
 
 @pytest.mark.parametrize("device,match", [("gpu", "unknown device"), ("cuda:0", "CUDA is not available")])
-def test_bad_device_is_a_user_error(tmp_path, weights, device, match):
+def test_bad_device_is_a_user_error(tmp_path, weights, device, match, videos):
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     with pytest.raises(ScaleCrafterError, match=match):
-        compute_fvd(random_videos(2, 9, 8, 8), random_videos(2, 9, 8, 8), num_frames=9, weights=weights,
+        compute_fvd(videos.random(2, 9, 8, 8), videos.random(2, 9, 8, 8), num_frames=9, weights=weights,
                     device=device, cache=False, progress=False)
 
 
-def test_i3d_features_accepts_clip_lists_and_batches_consistently(model):
-    clips = [random_videos(1, 9, 24, 40, seed=30)[0], random_videos(1, 9, 56, 56, seed=31)[0]]
+def test_i3d_features_accepts_clip_lists_and_batches_consistently(model, videos):
+    clips = [videos.random(1, 9, 24, 40, seed=30)[0], videos.random(1, 9, 56, 56, seed=31)[0]]
     f = i3d_features(clips, model=model, batch_size=1)
     assert f.shape == (2, 400) and f.dtype == np.float32
     np.testing.assert_allclose(i3d_features(clips, model=model, batch_size=2), f, rtol=0, atol=1e-5)

@@ -8,8 +8,6 @@ import torch.nn.functional as F
 from scalecrafter_video.metrics import preprocess_videos
 from scalecrafter_video.metrics.preprocess import PreprocessError, resize_frames
 
-from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
-
 
 def _row(values):
     """(1, W, 1) image holding one row."""

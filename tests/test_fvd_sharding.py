@@ -1,7 +1,6 @@
 """torchrun sharding on CPU (gloo, 2 processes) gives the features of a single-process run."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,26 +13,24 @@ import torch.distributed as dist
 from scalecrafter_video.metrics import compute_fvd, load_i3d
 from scalecrafter_video.metrics.features import embed_videos
 
-from _fvd_utils import one_torch_thread, random_videos, tiny_weights_file, write_mp4  # noqa: F401 (autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
-def test_two_process_gloo_sharding_matches_single_process(tmp_path):
-    weights = tiny_weights_file(tmp_path / "tiny.safetensors", divisor=16, seed=4)
+def test_two_process_gloo_sharding_matches_single_process(tmp_path, videos, tiny_i3d_weights, subprocess_env):
+    weights = tiny_i3d_weights(tmp_path / "tiny.safetensors", divisor=16, seed=4)
     real = tmp_path / "real.npy"
-    np.save(real, random_videos(5, 10, 32, 32, seed=20))  # odd count: uneven shards
+    np.save(real, videos.random(5, 10, 32, 32, seed=20))  # odd count: uneven shards
     fake = tmp_path / "fake"
     fake.mkdir()
-    for i, v in enumerate(random_videos(4, 10, 32, 32, seed=21)):
-        write_mp4(fake / f"f{i}.mp4", v)
+    for i, v in enumerate(videos.random(4, 10, 32, 32, seed=21)):
+        videos.write_mp4(fake / f"f{i}.mp4", v)
     (fake / "f4.mp4").write_bytes(b"\x00" * 32)  # bad video, in rank 0's shard (index 4)
     out = tmp_path / "out"
     out.mkdir()
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               SCALECRAFTER_VIDEO_CACHE=str(tmp_path / "cache"))
+    env = dict(subprocess_env, SCALECRAFTER_VIDEO_CACHE=str(tmp_path / "cache"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "tests" / "_fvd_shard_worker.py"), str(real), str(fake), str(weights), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

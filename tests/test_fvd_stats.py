@@ -10,8 +10,6 @@ from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.metrics import frechet_distance, kernel_distance
 from scalecrafter_video.metrics.stats import frechet_distance_from_stats, kernel_distance_subsets
 
-from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
-
 
 def _features(n, d, seed, shift=0.0, scale=1.0):
     rng = np.random.default_rng(seed)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from scalecrafter_video.demo import scenes as S
-from scalecrafter_video.metrics.ground_truth import count_objects, evaluate_video, find_objects, summarize
+from scalecrafter_video.metrics.ground_truth import (
+    classify_shape,
+    count_objects,
+    evaluate_video,
+    find_objects,
+    summarize,
+)
 
 
 def _video(scene, h, w, frames=8):
@@ -24,6 +30,7 @@ def test_rendered_ground_truth_is_one_object_everywhere(hw):
         assert r["colour_accuracy"] == 1.0 and r["colour_error"] < 0.1
         assert r["temporal_stability"] == 1.0
         assert r["direction_accuracy"] == 1.0
+        assert r["shape_accuracy"] >= 7 / 8  # at 32x96 a square's aliasing may pass for a circle once
         # the prompt-only form judges the size against the training range: 0 inside it
         assert evaluate_video(_video(scene, *hw), prompt=scene.prompt)["scale_error"] < 0.05
     assert summarize(results)["videos"] == 12
@@ -76,3 +83,25 @@ def test_find_objects_orders_by_area_and_rejects_bad_input():
         evaluate_video(np.zeros((8, 8, 3)), prompt="a red circle moving left")
     with pytest.raises(ValueError):
         evaluate_video(np.zeros((2, 8, 8, 3)))
+
+
+def test_shape_classes_from_the_fill_ratio_of_ideal_shapes():
+    # area / (pi r_max^2): a circle fills its circumscribed circle, a square 2/pi, a triangle 3 sqrt(3) / (4 pi)
+    assert classify_shape(1.0) == "circle"
+    assert classify_shape(2 / np.pi) == "square"
+    assert classify_shape(3 * np.sqrt(3) / (4 * np.pi)) == "triangle"
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (64, 64), (128, 128), (32, 96), (72, 128)])
+def test_shape_accuracy_tells_the_three_shapes_apart_on_the_ground_truth(hw):
+    rng = np.random.default_rng(5 + hw[1])
+    scores = {shape: [] for shape in S.SHAPES}
+    for shape in S.SHAPES:
+        for _ in range(6):
+            scene = S.sample_scene(rng, aspect=hw[1] / hw[0], shape=shape)
+            video = _video(scene, *hw)
+            scores[shape].append(evaluate_video(video, scene=scene)["shape_accuracy"])
+            wrong = S.SHAPES[(S.SHAPES.index(shape) + 1) % 3]
+            assert evaluate_video(video, prompt=scene.prompt.replace(shape, wrong))["shape_accuracy"] <= 1 / 8
+    assert all(np.mean(v) >= 0.97 for v in scores.values()), scores
+    assert find_objects(video[0]).fills[0] > 0  # one fill ratio per object

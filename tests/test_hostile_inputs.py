@@ -4,7 +4,6 @@ intended output is created, changed or removed; signals leave the old output int
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -13,14 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny import tiny_t2v_folder
 
 from scalecrafter_video.cli import main
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return tiny_t2v_folder(tmp_path_factory.mktemp("m") / "tiny-t2v")
+def model(tiny_t2v_folder):
+    return tiny_t2v_folder
 
 
 def _broken_copy(model: Path, root: Path, how: str) -> Path:
@@ -142,8 +140,8 @@ def test_debug_shows_the_traceback(model, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ signals
-def _spawn(model, out, *extra):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _spawn(model, out, env, *extra):
+    env = {**env, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "scalecrafter_video", "generate", "--model", str(model), "--prompt", "a cat",
            "--height", "32", "--width", "32", "--frames", "2", "--steps", "400", "--out", str(out), "--overwrite", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -163,12 +161,12 @@ def _wait_for_sampling(proc, timeout=120):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_signal_keeps_the_old_output_and_no_temporary_survives(model, tmp_path, sig):
+def test_signal_keeps_the_old_output_and_no_temporary_survives(model, tmp_path, sig, subprocess_env):
     out = tmp_path / "v.gif"
     assert main(["generate", "--model", str(model), "--prompt", "a cat", "--frames", "2", "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     (tmp_path / ".v.Abc_1234.tmp.gif").write_bytes(b"")  # what a run killed while writing leaves
-    proc = _spawn(model, out)
+    proc = _spawn(model, out, subprocess_env)
     _wait_for_sampling(proc)
     proc.send_signal(sig)
     rest = proc.stderr.read()

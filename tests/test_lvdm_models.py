@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from scalecrafter_video.errors import ConfigError
 from scalecrafter_video.models.ldm_autoencoder import AutoencoderKL
 from scalecrafter_video.models.lvdm import UNetModel
 
-from ldm_fixtures import VAE_PARAMS, lvdm_config, randomize_
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
-
-torch.set_num_threads(1)
-
-
-def frozen_shapes(name: str) -> dict[str, list[int]]:
-    with gzip.open(DATA / f"{name}_keys.json.gz", "rt") as f:
-        return json.load(f)["shapes"]
-
-
-def real_params(path: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(ROOT / path).model.params)
-
-
-def tiny_unet(seed=0, **overrides) -> UNetModel:
-    params = lvdm_config(**overrides)["model"]["params"]["unet_config"]["params"]
-    return randomize_(UNetModel(**params), seed).eval()
-
-
-def test_real_config_matches_recorded_parameter_names_and_shapes():
+def test_real_config_matches_recorded_parameter_names_and_shapes(ldm):
     """text2video.yaml: every key, shape and the key order equal the research model's."""
-    params = real_params("configs/lvdm/t2v.yaml")
-    expected = frozen_shapes("lvdm_text2video")
+    params = ldm.real_params("configs/lvdm/t2v.yaml")
+    expected = ldm.frozen_shapes("lvdm_text2video")
     with torch.device("meta"):
         unet = UNetModel(**params["unet_config"]["params"])
         vae = AutoencoderKL(**params["first_stage_config"]["params"])
@@ -49,9 +23,9 @@ def test_real_config_matches_recorded_parameter_names_and_shapes():
     assert got == expected
 
 
-def test_real_config_convs_are_spatial_only():
+def test_real_config_convs_are_spatial_only(ldm):
     """LVDM t2v: every 3x3 conv is Conv3d (1,3,3) and no conv mixes frames."""
-    params = real_params("configs/lvdm/t2v.yaml")["unet_config"]["params"]
+    params = ldm.real_params("configs/lvdm/t2v.yaml")["unet_config"]["params"]
     with torch.device("meta"):
         unet = UNetModel(**params)
     convs = {n: m for n, m in unet.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))}
@@ -66,8 +40,8 @@ def test_real_config_convs_are_spatial_only():
     assert tables and all(t.shape[0] == 2 * 16 + 1 for t in tables)
 
 
-def test_forward_shape_dtype_and_determinism():
-    unet = tiny_unet()
+def test_forward_shape_dtype_and_determinism(ldm):
+    unet = ldm.lvdm_unet()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 4, 8, 8, generator=g)
     ctx = torch.randn(2, 5, 32, generator=g)
@@ -80,8 +54,8 @@ def test_forward_shape_dtype_and_determinism():
     assert a.abs().max() > 1e-3  # randomised weights: no zero-initialised shortcut to the output
 
 
-def test_temporal_attention_mixes_frames_and_uses_relative_positions():
-    unet = tiny_unet()
+def test_temporal_attention_mixes_frames_and_uses_relative_positions(ldm):
+    unet = ldm.lvdm_unet()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, 4, 4, 8, 8, generator=g)
     ctx = torch.randn(1, 5, 32, generator=g)
@@ -97,8 +71,8 @@ def test_temporal_attention_mixes_frames_and_uses_relative_positions():
         assert (unet(x, t, context=ctx) - base).abs().max() > 1e-5
 
 
-def test_context_is_shared_by_all_frames_and_per_sample():
-    unet = tiny_unet()
+def test_context_is_shared_by_all_frames_and_per_sample(ldm):
+    unet = ldm.lvdm_unet()
     g = torch.Generator().manual_seed(2)
     x = torch.randn(1, 4, 4, 8, 8, generator=g)
     c1, c2 = torch.randn(1, 5, 32, generator=g), torch.randn(1, 5, 32, generator=g)
@@ -110,18 +84,18 @@ def test_context_is_shared_by_all_frames_and_per_sample():
     assert (both[0] - both[1]).abs().max() > 1e-4
 
 
-def test_save_load_round_trip(tmp_path):
-    unet = tiny_unet(seed=3)
+def test_save_load_round_trip(tmp_path, ldm):
+    unet = ldm.lvdm_unet(seed=3)
     torch.save(unet.state_dict(), tmp_path / "unet.pt")
-    fresh = UNetModel(**lvdm_config()["model"]["params"]["unet_config"]["params"]).eval()
+    fresh = UNetModel(**ldm.lvdm_config()["model"]["params"]["unet_config"]["params"]).eval()
     fresh.load_state_dict(torch.load(tmp_path / "unet.pt", weights_only=True))
     x, ctx = torch.randn(1, 4, 2, 8, 8), torch.randn(1, 3, 32)
     with torch.no_grad():
         assert torch.equal(unet(x, torch.tensor([3]), context=ctx), fresh(x, torch.tensor([3]), context=ctx))
 
 
-def test_scale_shift_norm_resblock_updown_and_class_labels():
-    unet = tiny_unet(use_scale_shift_norm=True, resblock_updown=True, num_classes=3)
+def test_scale_shift_norm_resblock_updown_and_class_labels(ldm):
+    unet = ldm.lvdm_unet(use_scale_shift_norm=True, resblock_updown=True, num_classes=3)
     x = torch.randn(2, 4, 2, 8, 8)
     with torch.no_grad():
         out = unet(x, torch.tensor([5, 6]), context=torch.randn(2, 3, 32), y=torch.tensor([0, 2]))
@@ -131,7 +105,7 @@ def test_scale_shift_norm_resblock_updown_and_class_labels():
     assert names["input_blocks.1.0.emb_layers.1"].out_features == 2 * 32  # scale and shift
     assert unet.label_emb.weight.shape == (3, 4 * 32)
     with pytest.raises(ValueError, match="class-conditional"):
-        tiny_unet()(x, torch.tensor([5, 6]), context=torch.randn(2, 3, 32), y=torch.tensor([0, 2]))
+        ldm.lvdm_unet()(x, torch.tensor([5, 6]), context=torch.randn(2, 3, 32), y=torch.tensor([0, 2]))
 
 
 @pytest.mark.parametrize(
@@ -145,18 +119,18 @@ def test_scale_shift_norm_resblock_updown_and_class_labels():
         ({"use_linear": True}, "unsupported UNetModel keyword"),
     ],
 )
-def test_bad_configs_are_clear_errors(overrides, message):
+def test_bad_configs_are_clear_errors(overrides, message, ldm):
     with pytest.raises(ConfigError, match=message):
-        tiny_unet(**overrides)
+        ldm.lvdm_unet(**overrides)
 
 
-def test_bad_input_shape_is_a_clear_error():
+def test_bad_input_shape_is_a_clear_error(ldm):
     with pytest.raises(ValueError, match="frames, height, width"):
-        tiny_unet()(torch.randn(1, 4, 8, 8), torch.tensor([1]), context=torch.randn(1, 3, 32))
+        ldm.lvdm_unet()(torch.randn(1, 4, 8, 8), torch.tensor([1]), context=torch.randn(1, 3, 32))
 
 
-def test_autoencoder_chunked_decoding_equals_full_decoding():
-    vae = randomize_(AutoencoderKL(**VAE_PARAMS), 0, std=0.03).eval()
+def test_autoencoder_chunked_decoding_equals_full_decoding(ldm):
+    vae = ldm.randomize_(AutoencoderKL(**ldm.VAE_PARAMS), 0, std=0.03).eval()
     z = torch.randn(2, 4, 3, 4, 6)
     with torch.no_grad():
         full = vae.decode_video(z, chunk_size=6)
@@ -169,8 +143,8 @@ def test_autoencoder_chunked_decoding_equals_full_decoding():
         vae.decode_video(z, chunk_size=0)
 
 
-def test_autoencoder_encode_moments_round_trip_shapes():
-    vae = randomize_(AutoencoderKL(**VAE_PARAMS), 1, std=0.03).eval()
+def test_autoencoder_encode_moments_round_trip_shapes(ldm):
+    vae = ldm.randomize_(AutoencoderKL(**ldm.VAE_PARAMS), 1, std=0.03).eval()
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         mean, logvar = vae.encode_moments(x)

@@ -20,19 +20,15 @@ from scalecrafter_video.models.ldm_pipeline import (
     read_model_config,
 )
 
-from ldm_fixtures import lvdm_folder, videocrafter_folder, write_config
 
-torch.set_num_threads(1)
+@pytest.fixture(scope="module")
+def lvdm(lvdm_folder):
+    return lvdm_folder
 
 
 @pytest.fixture(scope="module")
-def lvdm(tmp_path_factory):
-    return lvdm_folder(tmp_path_factory.mktemp("lvdm"))
-
-
-@pytest.fixture(scope="module")
-def vc(tmp_path_factory):
-    return videocrafter_folder(tmp_path_factory.mktemp("vc2"))
+def vc(videocrafter_folder):
+    return videocrafter_folder
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +116,7 @@ def test_pickled_objects_are_refused(lvdm, tmp_path):
         LDMVideoPipeline.from_checkpoint(tmp_path / "pickled.ckpt", cfg, clip_path=clip)
 
 
-def test_missing_files_and_parts_are_clear_errors(lvdm, vc, tmp_path):
+def test_missing_files_and_parts_are_clear_errors(lvdm, vc, tmp_path, ldm):
     ckpt, cfg, clip = lvdm
     with pytest.raises(ModelLoadError, match="checkpoint not found"):
         LDMVideoPipeline.from_checkpoint(tmp_path / "nope.ckpt", cfg, clip_path=clip)
@@ -135,21 +131,21 @@ def test_missing_files_and_parts_are_clear_errors(lvdm, vc, tmp_path):
     other = OmegaConf.to_container(OmegaConf.load(cfg))
     other["model"]["params"]["unet_config"]["target"] = "ldm.modules.diffusionmodules.openaimodel.UNetModel"
     with pytest.raises(ModelLoadError, match="unsupported UNet target"):
-        LDMVideoPipeline.from_checkpoint(ckpt, write_config(other, tmp_path / "sd.yaml"), clip_path=clip)
+        LDMVideoPipeline.from_checkpoint(ckpt, ldm.write_config(other, tmp_path / "sd.yaml"), clip_path=clip)
     other["model"]["target"] = "lvdm.models.ddpm3d.LatentVisualDiffusion"
     with pytest.raises(ModelLoadError, match="image-to-video"):
-        LDMVideoPipeline.from_checkpoint(ckpt, write_config(other, tmp_path / "i2v.yaml"), clip_path=clip)
+        LDMVideoPipeline.from_checkpoint(ckpt, ldm.write_config(other, tmp_path / "i2v.yaml"), clip_path=clip)
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     with pytest.raises(ModelLoadError, match="malformed YAML"):
         LDMVideoPipeline.from_checkpoint(ckpt, tmp_path / "broken.yaml", clip_path=clip)
 
 
-def test_config_and_checkpoint_must_agree(lvdm, tmp_path):
+def test_config_and_checkpoint_must_agree(lvdm, tmp_path, ldm):
     ckpt, cfg, clip = lvdm
     wider = OmegaConf.to_container(OmegaConf.load(cfg))
     wider["model"]["params"]["unet_config"]["params"]["model_channels"] = 64
     with pytest.raises(ModelLoadError, match="shape mismatch"):
-        LDMVideoPipeline.from_checkpoint(ckpt, write_config(wider, tmp_path / "wide.yaml"), clip_path=clip)
+        LDMVideoPipeline.from_checkpoint(ckpt, ldm.write_config(wider, tmp_path / "wide.yaml"), clip_path=clip)
 
 
 def test_lvdm_text_weights_in_the_checkpoint_win(lvdm, tmp_path):

@@ -1,8 +1,8 @@
 """Numbers from the research code: outputs of LVDM's / VideoCrafter's own UNets, autoencoder decoder and
 DDIM samplers, recorded once (outside this project) for the tiny seeded weights and inputs rebuilt here.
 
-``tests/data/reference_outputs.pt`` holds only output tensors; the weights come from
-``ldm_fixtures.randomize_`` and the inputs from seeded generators, so nothing upstream is stored.
+``tests/data/reference_outputs.pt`` holds only output tensors; the weights come from ``ldm.randomize_``
+(the ``ldm`` fixture of conftest.py) and the inputs from seeded generators, so nothing upstream is stored.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from scalecrafter_video.models.ldm_pipeline import LDMVideoPipeline
 from scalecrafter_video.models.lvdm import UNetModel as LVDMUNet
 from scalecrafter_video.models.videocrafter import UNetModel as VCUNet
 
-from ldm_fixtures import VAE_PARAMS, lvdm_config, lvdm_folder, randomize_, videocrafter_config, videocrafter_folder
-
-torch.set_num_threads(1)
 REFERENCE = torch.load(Path(__file__).resolve().parent / "data" / "reference_outputs.pt", weights_only=True)
 
 
@@ -28,8 +25,8 @@ def _inputs(ctx_dim: int, seed: int = 123):
     return torch.randn(2, 4, 4, 8, 16, generator=g), torch.tensor([999, 321]), torch.randn(2, 6, ctx_dim, generator=g)
 
 
-def test_lvdm_unet_matches_the_research_output():
-    unet = randomize_(LVDMUNet(**lvdm_config()["model"]["params"]["unet_config"]["params"]), 11).eval()
+def test_lvdm_unet_matches_the_research_output(ldm):
+    unet = ldm.randomize_(LVDMUNet(**ldm.lvdm_config()["model"]["params"]["unet_config"]["params"]), 11).eval()
     x, t, c = _inputs(32)
     with torch.no_grad():
         out = unet(x, t, context=c)
@@ -37,17 +34,17 @@ def test_lvdm_unet_matches_the_research_output():
 
 
 @pytest.mark.parametrize("v2", [True, False])
-def test_videocrafter_unet_matches_the_research_output(v2):
-    params = videocrafter_config(v2)["model"]["params"]["unet_config"]["params"]
-    unet = randomize_(VCUNet(**params), 21).eval()
+def test_videocrafter_unet_matches_the_research_output(v2, ldm):
+    params = ldm.videocrafter_config(v2)["model"]["params"]["unet_config"]["params"]
+    unet = ldm.randomize_(VCUNet(**params), 21).eval()
     x, t, c = _inputs(64)
     with torch.no_grad():
         out = unet(x, t, context=c, fps=torch.tensor([28, 8]))
     assert (out - REFERENCE[f"videocrafter_{'v2' if v2 else 'v1'}_unet"]).abs().max() < 1e-4
 
 
-def test_autoencoder_decoder_matches_the_research_output():
-    vae = randomize_(AutoencoderKL(**VAE_PARAMS), 12, std=0.03).eval()
+def test_autoencoder_decoder_matches_the_research_output(ldm):
+    vae = ldm.randomize_(AutoencoderKL(**ldm.VAE_PARAMS), 12, std=0.03).eval()
     z = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         out = vae.decode(z)
@@ -55,13 +52,13 @@ def test_autoencoder_decoder_matches_the_research_output():
 
 
 @pytest.mark.parametrize("family", ["lvdm", "vc"])
-def test_ddim_sampling_matches_the_research_sampler(family, tmp_path):
+def test_ddim_sampling_matches_the_research_sampler(family, lvdm_folder, videocrafter_folder):
     """10 DDIM steps, eta 1, CFG (15 / 12), same noise stream: final latents equal the research sampler's
     (the research code ran two UNet calls per step; the pipeline runs one batched call)."""
     if family == "lvdm":
-        ckpt, cfg, clip = lvdm_folder(tmp_path)
+        ckpt, cfg, clip = lvdm_folder
     else:
-        ckpt, cfg, clip = videocrafter_folder(tmp_path)
+        ckpt, cfg, clip = videocrafter_folder
     pipe = LDMVideoPipeline.from_checkpoint(ckpt, cfg, clip_path=clip)
     torch.manual_seed(7)
     latents = pipe(["a red panda", "fireworks"], num_frames=4, num_inference_steps=10, eta=1.0, progress=False,

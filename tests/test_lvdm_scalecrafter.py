@@ -12,11 +12,6 @@ from scalecrafter_video.models import videocrafter as vc_module
 from scalecrafter_video.models.ldm_pipeline import LDMVideoPipeline
 from scalecrafter_video.engine import resolve_table, spatial_convs
 
-from ldm_fixtures import lvdm_config, lvdm_folder, randomize_, videocrafter_config
-from test_lvdm_models import real_params
-
-torch.set_num_threads(1)
-
 PRESETS = {
     "lvdm": ["lvdm-t2v/512x512", "lvdm-t2v/1024x1024"],
     "videocrafter": ["videocrafter2/640x1024"],
@@ -24,19 +19,15 @@ PRESETS = {
 REAL = {"lvdm": "configs/lvdm/t2v.yaml", "videocrafter": "configs/videocrafter/inference_t2v_512_v2.0.yaml"}
 
 
-def real_unet(family: str):
-    params = real_params(REAL[family])["unet_config"]["params"]
+def real_unet(ldm, family: str):
+    params = ldm.real_params(REAL[family])["unet_config"]["params"]
     cls = lvdm_module.UNetModel if family == "lvdm" else vc_module.UNetModel
     with torch.device("meta"):
         return cls(**params)
 
 
-def tiny(family: str, seed=0):
-    if family == "lvdm":
-        params = lvdm_config()["model"]["params"]["unet_config"]["params"]
-        return randomize_(lvdm_module.UNetModel(**params), seed).eval()
-    params = videocrafter_config(True)["model"]["params"]["unet_config"]["params"]
-    return randomize_(vc_module.UNetModel(**params), seed).eval()
+def tiny_unet(ldm, family: str, seed=0):
+    return ldm.lvdm_unet(seed) if family == "lvdm" else ldm.videocrafter_unet(True, seed)
 
 
 def temporal_modules(unet):
@@ -55,8 +46,8 @@ def temporal_modules(unet):
 
 
 @pytest.mark.parametrize("family", ["lvdm", "videocrafter"])
-def test_real_unets_expose_the_fifty_sd_conv_names(family):
-    sites = spatial_convs(real_unet(family))
+def test_real_unets_expose_the_fifty_sd_conv_names(family, ldm):
+    sites = spatial_convs(real_unet(ldm, family))
     keys = {s.key for s in sites}
     assert len(sites) == len(keys) == 50
     assert {"down_blocks.0.resnets.0.conv1", "down_blocks.2.downsamplers.0.conv", "mid_block.resnets.1.conv2",
@@ -70,9 +61,9 @@ def test_real_unets_expose_the_fifty_sd_conv_names(family):
 
 
 @pytest.mark.parametrize("family, preset", [(f, p) for f, ps in PRESETS.items() for p in ps])
-def test_presets_resolve_on_the_real_unets(family, preset):
+def test_presets_resolve_on_the_real_unets(family, preset, ldm):
     cfg = ScaleCrafterConfig.preset(preset)
-    sites = spatial_convs(real_unet(family))
+    sites = spatial_convs(real_unet(ldm, family))
     for table in (cfg.dilation, cfg.ndcfg_dilation):
         resolved = resolve_table(table, sites, preset)
         assert set(resolved) <= {s.key for s in sites}
@@ -86,10 +77,10 @@ def _cfg(train, target, **kw):
 
 
 @pytest.mark.parametrize("family", ["lvdm", "videocrafter"])
-def test_spatial_only_property(family):
+def test_spatial_only_property(family, ldm):
     """After apply + a forward at 2x inside the window: temporal convs, temporal attention and relative
     positions are untouched (weights, no patch, no hooks, plain outputs); the (1,3,3)/3x3 convs are dilated."""
-    unet = tiny(family)
+    unet = tiny_unet(ldm, family)
     train = (64, 64) if family == "lvdm" else (64, 128)
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     temporal = temporal_modules(unet)
@@ -147,8 +138,8 @@ def test_spatial_only_property(family):
 
 
 @pytest.mark.parametrize("family", ["lvdm", "videocrafter"])
-def test_remove_restores_outputs_bitwise(family):
-    unet = tiny(family, seed=4)
+def test_remove_restores_outputs_bitwise(family, ldm):
+    unet = tiny_unet(ldm, family, seed=4)
     x = torch.randn(2, 4, 2, 16, 16)
     ctx = torch.randn(2, 5, 32 if family == "lvdm" else 64)
     t = torch.tensor([900, 900])
@@ -162,9 +153,9 @@ def test_remove_restores_outputs_bitwise(family):
     assert torch.equal(ref, again)
 
 
-def test_pipeline_cfg_layout_triggers_noise_damped_guidance(tmp_path):
+def test_pipeline_cfg_layout_triggers_noise_damped_guidance(lvdm_folder):
     """The pipeline's [uncond, cond] batch is recognised: the core adds a damped unconditional pass."""
-    ckpt, cfg, clip = lvdm_folder(tmp_path)
+    ckpt, cfg, clip = lvdm_folder
     pipe = LDMVideoPipeline.from_checkpoint(ckpt, cfg, clip_path=clip)
     batches = []
     hook = pipe.unet.register_forward_pre_hook(lambda m, a, kw: batches.append(a[0].shape[0]), with_kwargs=True)

@@ -5,7 +5,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import tiny_scheduler, tiny_unet2d, tiny_unet3d
 
 from scalecrafter_video import ConfigError, ScaleCrafterConfig, apply_scalecrafter, denoising_step, remove_scalecrafter
 from scalecrafter_video.trajectory import StepInfo
@@ -38,8 +37,8 @@ def _config(**kw):
 
 
 @pytest.fixture(scope="module")
-def unet3d():
-    return tiny_unet3d()
+def unet3d(tiny):
+    return tiny.unet3d()
 
 
 def _leftovers(unet):
@@ -129,14 +128,14 @@ def test_spatial_conv_is_a_dilated_conv2d(unet3d):
 
 
 @pytest.mark.parametrize("size", [(17, 23), (9, 31), (33, 15)])
-def test_odd_latent_sizes_through_whole_unets(unet3d, size):
+def test_odd_latent_sizes_through_whole_unets(unet3d, size, tiny):
     cfg = ScaleCrafterConfig.auto((8, 8), (8 * 4, 8 * 4), num_levels=4, disperse=True, attn_scale=True,
                                   vae_scale_factor=1)
     apply_scalecrafter(unet3d, cfg)
     out = _run(unet3d, _video(*size))
     assert out.shape == (2, 4, 3, *size) and torch.isfinite(out).all()
     remove_scalecrafter(unet3d)
-    unet2d = tiny_unet2d()
+    unet2d = tiny.unet2d()
     apply_scalecrafter(unet2d, cfg.replace(dilation={"down_blocks.1.*": 2.5, "mid_block.*": 3}))
     with torch.no_grad(), _step():
         y = unet2d(torch.randn(1, 4, *size), 981, encoder_hidden_states=EMB[:1]).sample
@@ -157,8 +156,8 @@ def test_bad_schedules_are_clear_errors(unet3d):
 
 
 class _Owner:
-    def __init__(self, unet, steps=50):
-        self.unet, self.scheduler = unet, tiny_scheduler()
+    def __init__(self, unet, scheduler, steps=50):
+        self.unet, self.scheduler = unet, scheduler
         self.scheduler.set_timesteps(steps)
 
 
@@ -168,8 +167,8 @@ class _Owner:
     (4, 0.74, [4] * 10 + [3] * 9 + [2] * 18 + [1] * 13),
     (2.5, 0.7, [3] * 7 + [2] * 28 + [1] * 15),
 ])
-def test_progressive_schedule_reproduces_the_paper(unet3d, d, tau, expected):
-    owner = _Owner(unet3d)
+def test_progressive_schedule_reproduces_the_paper(unet3d, d, tau, expected, tiny):
+    owner = _Owner(unet3d, tiny.scheduler())
     apply_scalecrafter(owner, _config(dilation={"mid_block.*": d}, dilate_tau=tau, progressive=True))
     state = scalecrafter_state(owner)
     got = []
@@ -228,10 +227,10 @@ def test_noise_damped_cfg_formula_and_half_batch(unet3d):
     remove_scalecrafter(unet3d)
 
 
-def test_attn_sf_changes_sdpa_outputs_and_matches_the_scaled_logits():
+def test_attn_sf_changes_sdpa_outputs_and_matches_the_scaled_logits(tiny):
     from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
-    unet = tiny_unet2d()
+    unet = tiny.unet2d()
     attn = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
     assert isinstance(attn.processor, AttnProcessor2_0)
     x = torch.randn(1, 4, 16, 16)
@@ -259,15 +258,15 @@ def test_attn_sf_changes_sdpa_outputs_and_matches_the_scaled_logits():
         same = unet(torch.randn(1, 4, 8, 8), 500, encoder_hidden_states=EMB[:1]).sample
     assert same.shape == native.shape
     remove_scalecrafter(unet)
-    temporal = tiny_unet3d()
+    temporal = tiny.unet3d()
     apply_scalecrafter(temporal, cfg)
     hooked = [n for n, m in temporal.named_modules() if m._forward_hooks and n]
     assert hooked and all("attn1.to_q" in n and "temp" not in n and "transformer_in" not in n for n in hooked)
     remove_scalecrafter(temporal)
 
 
-def test_attn_sf_is_exact_identity_at_training_size():
-    unet = tiny_unet2d()
+def test_attn_sf_is_exact_identity_at_training_size(tiny):
+    unet = tiny.unet2d()
     x = torch.randn(1, 4, 8, 8)
     with torch.no_grad():
         before = unet(x, 500, encoder_hidden_states=EMB[:1]).sample
@@ -276,17 +275,17 @@ def test_attn_sf_is_exact_identity_at_training_size():
         assert torch.equal(unet(x, 500, encoder_hidden_states=EMB[:1]).sample, before)
 
 
-def test_works_under_accelerate_offload_hooks_in_either_order():
+def test_works_under_accelerate_offload_hooks_in_either_order(tiny):
     from accelerate import cpu_offload_with_hook
 
-    unet = tiny_unet3d()
+    unet = tiny.unet3d()
     x = _video()
     cfg = _config(ndcfg_dilation={"mid_block.*": 2}, ndcfg_tau=0.7)
     apply_scalecrafter(unet, cfg)
     ref = _run(unet, x)
     remove_scalecrafter(unet)
     for order in ("apply-first", "offload-first"):
-        u = tiny_unet3d()
+        u = tiny.unet3d()
         if order == "apply-first":
             apply_scalecrafter(u, cfg)
         _, hook = cpu_offload_with_hook(u, execution_device="cpu")
@@ -297,14 +296,14 @@ def test_works_under_accelerate_offload_hooks_in_either_order():
         hook.remove()
 
 
-def test_peft_lora_convs_are_dilated_with_their_base_layer():
+def test_peft_lora_convs_are_dilated_with_their_base_layer(tiny):
     """A LoRA conv is base(x) + B(A(x)): dilating base and the 3x3 A alike equals dilating the merged
     kernel (B is 1x1, so it commutes with the spatial resizes and with dispersion)."""
     pytest.importorskip("peft")
     from peft import LoraConfig
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    adapted, merged = tiny_unet2d(), tiny_unet2d()
+    adapted, merged = tiny.unet2d(), tiny.unet2d()
     lora = LoraConfig(r=4, lora_alpha=4, target_modules=["conv1", "conv2"], init_lora_weights=False)
     adapted.add_adapter(lora)
     merged.add_adapter(lora)
@@ -328,7 +327,7 @@ def test_peft_lora_convs_are_dilated_with_their_base_layer():
 
 
 # ------------------------------------------------------------------ per-axis factors through a whole UNet
-def test_per_axis_factor_through_the_unet_and_progressive_per_axis(unet3d):
+def test_per_axis_factor_through_the_unet_and_progressive_per_axis(unet3d, tiny):
     conv = unet3d.down_blocks[1].resnets[0].conv1
     captured = {}
     hook = conv.register_forward_hook(lambda m, i, o: captured.update(x=i[0], y=o))
@@ -337,7 +336,7 @@ def test_per_axis_factor_through_the_unet_and_progressive_per_axis(unet3d):
     ref = F.conv2d(captured["x"], conv.weight, conv.bias, 1, (1, 3), (1, 3))
     torch.testing.assert_close(captured["y"], ref, rtol=0, atol=1e-5)
     hook.remove()
-    owner = _Owner(unet3d)
+    owner = _Owner(unet3d, tiny.scheduler())
     apply_scalecrafter(owner, _config(dilation={"mid_block.*": [1, 4]}, progressive=True))
     state = scalecrafter_state(owner)
     got = []
@@ -366,3 +365,81 @@ def test_per_axis_schedule_round_trips_through_yaml(tmp_path):
         _config(dilation={"mid_block.*": [1, 2, 3]})
     with pytest.raises(ConfigError):
         _config(dilation={"mid_block.*": [0.5, 2]})
+
+
+def test_damped_pass_reuses_the_down_blocks_both_tables_leave_alone(unet3d):
+    """Down blocks on which the main and damped tables agree are computed once (in the main pass);
+    the result equals recomputing them, and a block the tables treat differently runs twice."""
+    x = _video()
+    block0 = unet3d.down_blocks[0].resnets[0]
+    block1 = unet3d.down_blocks[1].resnets[0]
+    calls = {0: [], 1: []}
+    hooks = [block0.register_forward_pre_hook(lambda m, a: calls[0].append(a[0].shape[0])),
+             block1.register_forward_pre_hook(lambda m, a: calls[1].append(a[0].shape[0]))]
+    try:
+        cfg = _config(dilation={"down_blocks.1.*": 2, "mid_block.*": 3}, ndcfg_dilation={"mid_block.*": 2},
+                      ndcfg_tau=0.7)
+        apply_scalecrafter(unet3d, cfg)
+        state = scalecrafter_state(unet3d)
+        reused = _run(unet3d, x)
+        frames = x.shape[2]
+        assert calls[0] == [2 * frames] and calls[1] == [2 * frames, frames]  # block 0 not re-run
+        assert state.reused == {} and state.reuse_blocks == 0  # nothing kept after the call
+        state.down_blocks = 0  # switch the reuse off: every block runs in the damped pass
+        calls[0].clear(), calls[1].clear()
+        recomputed = _run(unet3d, x)
+        assert calls[0] == [2 * frames, frames]
+        torch.testing.assert_close(reused, recomputed, rtol=1e-5, atol=1e-5)
+        # Tables that differ at the first level: nothing to reuse.
+        apply_scalecrafter(unet3d, _config(dilation={"down_blocks.0.*": 2}, ndcfg_dilation={}, ndcfg_tau=0.7))
+        calls[0].clear()
+        _run(unet3d, x)
+        assert calls[0] == [2 * frames, frames]
+    finally:
+        for h in hooks:
+            h.remove()
+        remove_scalecrafter(unet3d)
+    assert not _leftovers(unet3d) and not any("forward" in b.__dict__ for b in unet3d.down_blocks)
+
+
+def test_staged_schedule_switches_tables_at_the_stage_ends(unet3d):
+    """Stages apply by step: 10 steps, stages ending at 0.3 and 0.6 -> steps 0-2, 3-5, then nothing;
+    each stage's damped table too (the top-level one past the last stage)."""
+    cfg = ScaleCrafterConfig.from_dict(dict(
+        train_size=(16, 16), vae_scale_factor=1, ndcfg_tau=0.8, ndcfg_dilation={"mid_block.*": 1.5},
+        stages=[{"until": 0.3, "dilation": {"mid_block.*": 3, "down_blocks.1.*": 2}},
+                {"until": 0.6, "dilation": {"mid_block.*": [1, 2]}, "ndcfg_dilation": {"mid_block.*": 1.25}}]))
+    apply_scalecrafter(unet3d, cfg)
+    state = scalecrafter_state(unet3d)
+    main, damped = [], []
+    for i in range(10):
+        state.begin_call(StepInfo(i, 10), (16, 16))
+        main.append((state.actions.get("mid_block.resnets.0.conv1", (1.0,))[0],
+                     state.actions.get("down_blocks.1.resnets.0.conv1", (1.0,))[0]))
+        with state.damped_pass():
+            damped.append(state.actions.get("mid_block.resnets.0.conv1", (1.0,))[0])
+        state.end_call()
+    assert main == [(3.0, 2.0)] * 3 + [((1.0, 2.0), 1.0)] * 3 + [(1.0, 1.0)] * 4
+    assert damped == [1.5] * 3 + [1.25] * 3 + [1.5] * 2 + [1.0] * 2
+    # through the UNet: stage 0 equals the same table applied alone, stage 1 likewise
+    x = _video(16, 16, cfg_batch=False)
+    with torch.no_grad(), denoising_step(1, 10, cfg=False):
+        staged0 = unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample
+    with torch.no_grad(), denoising_step(4, 10, cfg=False):
+        staged1 = unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample
+    apply_scalecrafter(unet3d, _config(dilation={"mid_block.*": 3, "down_blocks.1.*": 2}, dilate_tau=1.0))
+    with torch.no_grad(), denoising_step(1, 10, cfg=False):
+        assert torch.equal(unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample, staged0)
+    apply_scalecrafter(unet3d, _config(dilation={"mid_block.*": [1, 2]}, dilate_tau=1.0))
+    with torch.no_grad(), denoising_step(4, 10, cfg=False):
+        assert torch.equal(unet3d(x, 981, encoder_hidden_states=EMB[:1]).sample, staged1)
+    assert not torch.equal(staged0, staged1)
+    remove_scalecrafter(unet3d)
+
+
+def test_a_stage_glob_that_matches_nothing_names_the_stage(unet3d):
+    cfg = ScaleCrafterConfig.from_dict(dict(train_size=(16, 16), vae_scale_factor=1, stages=[
+        {"until": 0.5, "dilation": {"mid_block.*": 2}}, {"until": 0.7, "dilation": {"middle.*": 2}}]))
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.dilation"):
+        apply_scalecrafter(unet3d, cfg)
+    assert not _leftovers(unet3d)

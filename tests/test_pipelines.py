@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from tiny import tiny_sd_pipeline, tiny_t2v_components
 
 from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, denoising_step, remove_scalecrafter
 from scalecrafter_video.pipelines import TextToVideoPipeline
@@ -15,8 +14,8 @@ def _ndcfg_config():
     ))
 
 
-def test_ndcfg_end_to_end_through_stable_diffusion_pipeline(tmp_path):
-    pipe = tiny_sd_pipeline(tmp_path)
+def test_ndcfg_end_to_end_through_stable_diffusion_pipeline(tiny):
+    pipe = tiny.sd_pipeline()
     pipe.set_progress_bar_config(disable=True)
     latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     w, steps = 5.0, 2
@@ -49,8 +48,8 @@ def test_ndcfg_end_to_end_through_stable_diffusion_pipeline(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def t2v(tmp_path_factory):
-    return tiny_t2v_components(tmp_path_factory.mktemp("t2v"))
+def t2v(tiny):
+    return tiny.t2v_components()
 
 
 def test_own_loop_matches_diffusers_text_to_video_pipeline(t2v):
@@ -86,10 +85,8 @@ def test_own_loop_outputs_uint8_frames_and_resumes_from_latents(t2v):
     assert a.shape == start.shape
 
 
-def test_sdxl_pipeline_call_with_ndcfg_and_exact_removal(tmp_path):
-    from tiny import tiny_sdxl_pipeline
-
-    pipe = tiny_sdxl_pipeline(tmp_path)
+def test_sdxl_pipeline_call_with_ndcfg_and_exact_removal(tiny):
+    pipe = tiny.sdxl_pipeline()
     pipe.set_progress_bar_config(disable=True)
     kw = dict(prompt="a cat", negative_prompt="a dog", num_inference_steps=2, guidance_scale=5.0, height=32,
               width=32, output_type="latent")

@@ -4,7 +4,6 @@ and 2-process gloo sharding equal to a single-process run."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -28,18 +27,9 @@ from scalecrafter_video.batch import (
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    return env
-
-
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from tiny import tiny_t2v_folder
-
-    return tiny_t2v_folder(tmp_path_factory.mktemp("render") / "t2v")
+def model(tiny_t2v_folder):
+    return tiny_t2v_folder
 
 
 def _manifest_lines(out: Path) -> list[dict]:
@@ -233,13 +223,13 @@ def test_failing_items_are_recorded_and_the_job_goes_on(tmp_path, model, capsys,
     assert not (out / "failures.jsonl").exists()
 
 
-def test_resume_after_sigkill_gives_exactly_the_planned_set(tmp_path, model):
+def test_resume_after_sigkill_gives_exactly_the_planned_set(tmp_path, model, subprocess_env):
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"prompt number {i}\n" for i in range(4)))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "scalecrafter_video", *_render_args(prompts, out, model, "--steps", "4",
                                                                      "--num-per-prompt", "2", "--height", "32", "--width", "32")]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None and len(_manifest_lines(out)) < 1:
@@ -254,7 +244,7 @@ def test_resume_after_sigkill_gives_exactly_the_planned_set(tmp_path, model):
     outputs = sorted(p.name for p in out.glob("*.mp4"))
     assert set(r["path"] for r in partial) <= set(outputs)
 
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"8 planned, {8 - len(partial)} done, {len(partial)} skipped, 0 failed" in done.stdout
     planned = sorted(f"{i:05d}_prompt-number-{i}_scalecrafter_s{s}.mp4" for i in range(4) for s in range(2))
@@ -270,7 +260,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_sharding_equals_single_process(tmp_path, model):
+def test_two_process_gloo_sharding_equals_single_process(tmp_path, model, subprocess_env):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "a"}\n{"prompt": "b", "seeds": [4, 5]}\n{"prompt": "c", "height": 32}\n')
     args = ["--seeds", "0,1", "--method", "direct,scalecrafter", "--format", "npz", "--steps", "2"]
@@ -278,7 +268,7 @@ def test_two_process_gloo_sharding_equals_single_process(tmp_path, model):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "scalecrafter_video", *_render_args(prompts, multi, model, *args)]
     cmd.remove("--no-progress")  # one progress bar per rank
-    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
+    res = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "12 planned, 12 done, 0 skipped, 0 failed" in res.stdout and "on 2 process(es)" in res.stdout
     assert "render rank 0/2" in res.stderr and "render rank 1/2" in res.stderr

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _env(**extra):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
 
 
 def test_fvd_run_usage_and_missing_inputs(tmp_path):
@@ -29,10 +21,10 @@ def test_fvd_run_usage_and_missing_inputs(tmp_path):
 
 
 @pytest.mark.slow
-def test_fvd_demo_end_to_end_and_resume(tmp_path):
+def test_fvd_demo_end_to_end_and_resume(tmp_path, subprocess_env):
     """Two prompts, 9 frames: render both methods, FVD each against ground-truth scenes, one report."""
     run = tmp_path / "run"
-    env = _env(N="2", FRAMES="9", STEPS="2")
+    env = dict(subprocess_env, N="2", FRAMES="9", STEPS="2")
     res = subprocess.run(["bash", str(REPO / "scripts/fvd_demo.sh"), str(run)], env=env, capture_output=True,
                          text=True, timeout=1200, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]

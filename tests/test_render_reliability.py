@@ -20,10 +20,8 @@ ENOSPC = OSError(28, "No space left on device")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from tiny import tiny_t2v_folder
-
-    return tiny_t2v_folder(tmp_path_factory.mktemp("reliability") / "t2v")
+def model(tiny_t2v_folder):
+    return tiny_t2v_folder
 
 
 def _args(prompts, out, model, *extra):

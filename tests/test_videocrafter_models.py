@@ -10,22 +10,12 @@ from scalecrafter_video.models.ldm_autoencoder import AutoencoderKL
 from scalecrafter_video.models.open_clip_text import OpenCLIPTextEncoder, open_clip_token_ids
 from scalecrafter_video.models.videocrafter import UNetModel
 
-from ldm_fixtures import randomize_, videocrafter_config, write_tokenizer
-from test_lvdm_models import frozen_shapes, real_params
-
-torch.set_num_threads(1)
-
-
-def tiny_unet(v2=True, seed=0, **overrides) -> UNetModel:
-    params = videocrafter_config(v2, **overrides)["model"]["params"]["unet_config"]["params"]
-    return randomize_(UNetModel(**params), seed).eval()
-
 
 @pytest.mark.parametrize("config, recorded", [("inference_t2v_512_v2.0", "videocrafter_512_v20"),
                                               ("inference_t2v_512_v1.0", "videocrafter_512_v10")])
-def test_real_config_matches_recorded_parameter_names_and_shapes(config, recorded):
-    params = real_params(f"configs/videocrafter/{config}.yaml")
-    expected = frozen_shapes(recorded)
+def test_real_config_matches_recorded_parameter_names_and_shapes(config, recorded, ldm):
+    params = ldm.real_params(f"configs/videocrafter/{config}.yaml")
+    expected = ldm.frozen_shapes(recorded)
     with torch.device("meta"):
         unet = UNetModel(**params["unet_config"]["params"])
         vae = AutoencoderKL(**params["first_stage_config"]["params"])
@@ -38,9 +28,9 @@ def test_real_config_matches_recorded_parameter_names_and_shapes(config, recorde
     assert unet_keys == [k for k in expected if k.startswith("model.")]  # same registration order
 
 
-def test_v2_structure_facts():
+def test_v2_structure_facts(ldm):
     """88 Conv3d (3,1,1) under ``temopral_conv``; every other 3x3 conv is a per-frame Conv2d."""
-    params = real_params("configs/videocrafter/inference_t2v_512_v2.0.yaml")["unet_config"]["params"]
+    params = ldm.real_params("configs/videocrafter/inference_t2v_512_v2.0.yaml")["unet_config"]["params"]
     with torch.device("meta"):
         unet = UNetModel(**params)
     conv3d = {n: m for n, m in unet.named_modules() if isinstance(m, torch.nn.Conv3d)}
@@ -53,8 +43,8 @@ def test_v2_structure_facts():
     assert not any("relative_position" in n for n, _ in unet.named_parameters())
 
 
-def test_forward_shape_and_fps_conditioning():
-    unet = tiny_unet()
+def test_forward_shape_and_fps_conditioning(ldm):
+    unet = ldm.videocrafter_unet()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 4, 8, 8, generator=g)
     ctx = torch.randn(2, 5, 64, generator=g)
@@ -66,13 +56,13 @@ def test_forward_shape_and_fps_conditioning():
     assert a.shape == x.shape
     assert torch.equal(a, b)
     assert (a - c).abs().max() > 1e-4
-    v1 = tiny_unet(v2=False)
+    v1 = ldm.videocrafter_unet(v2=False)
     with torch.no_grad():  # without fps_cond the value is ignored
         assert torch.equal(v1(x, t, context=ctx, fps=8), v1(x, t, context=ctx, fps=28))
 
 
-def test_temporal_conv_mixes_frames_only_within_a_sample():
-    unet = tiny_unet(temporal_attention=False, addition_attention=False)
+def test_temporal_conv_mixes_frames_only_within_a_sample(ldm):
+    unet = ldm.videocrafter_unet(temporal_attention=False, addition_attention=False)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 4, 4, 8, 8, generator=g)
     ctx = torch.randn(2, 5, 64, generator=g)
@@ -86,8 +76,8 @@ def test_temporal_conv_mixes_frames_only_within_a_sample():
     assert torch.allclose(moved[1], base[1], atol=1e-6)  # sample 1 is untouched
 
 
-def test_without_temporal_layers_frames_are_independent():
-    unet = tiny_unet(temporal_conv=False, temporal_attention=False, addition_attention=False)
+def test_without_temporal_layers_frames_are_independent(ldm):
+    unet = ldm.videocrafter_unet(temporal_conv=False, temporal_attention=False, addition_attention=False)
     x = torch.randn(1, 4, 3, 8, 8)
     ctx = torch.randn(1, 5, 64)
     with torch.no_grad():
@@ -96,8 +86,8 @@ def test_without_temporal_layers_frames_are_independent():
     assert torch.allclose(whole[:, :, 1:2], single, atol=1e-4)
 
 
-def test_conv_projections_causal_and_cross_temporal_attention_run():
-    unet = tiny_unet(use_linear=False, use_causal_attention=True, temporal_selfatt_only=False)
+def test_conv_projections_causal_and_cross_temporal_attention_run(ldm):
+    unet = ldm.videocrafter_unet(use_linear=False, use_causal_attention=True, temporal_selfatt_only=False)
     assert isinstance(unet.input_blocks[1][2].proj_in, torch.nn.Conv1d)
     x = torch.randn(1, 4, 4, 8, 8)
     with torch.no_grad():
@@ -105,21 +95,21 @@ def test_conv_projections_causal_and_cross_temporal_attention_run():
     assert torch.isfinite(out).all() and out.shape == x.shape
 
 
-def test_features_adapter_count_is_checked():
-    unet = tiny_unet()
+def test_features_adapter_count_is_checked(ldm):
+    unet = ldm.videocrafter_unet()
     x = torch.randn(1, 4, 2, 8, 8)
     with pytest.raises(ValueError, match="features_adapter"):
         unet(x, torch.tensor([3]), context=torch.randn(1, 5, 64), features_adapter=[torch.zeros(1)] * 5)
 
 
 @pytest.mark.parametrize("overrides, message", [({"dims": 3}, "dims: 2"), ({"num_head_channels": -1}, "num_heads")])
-def test_bad_configs_are_clear_errors(overrides, message):
+def test_bad_configs_are_clear_errors(overrides, message, ldm):
     with pytest.raises(ConfigError, match=message):
-        tiny_unet(**overrides)
+        ldm.videocrafter_unet(**overrides)
 
 
-def test_open_clip_text_penultimate_layer_and_sizes_from_weights():
-    enc = randomize_(OpenCLIPTextEncoder(width=64, layers=3, heads=1, vocab_size=514, embed_dim=32), 0)
+def test_open_clip_text_penultimate_layer_and_sizes_from_weights(ldm):
+    enc = ldm.randomize_(OpenCLIPTextEncoder(width=64, layers=3, heads=1, vocab_size=514, embed_dim=32), 0)
     rebuilt = OpenCLIPTextEncoder.from_state_dict(enc.state_dict())
     rebuilt.load_state_dict(enc.state_dict())
     assert len(rebuilt.transformer.resblocks) == 3 and rebuilt.context_length == 77
@@ -140,10 +130,10 @@ def test_open_clip_text_penultimate_layer_and_sizes_from_weights():
         assert torch.allclose(enc(t2)[:, :10], enc(tokens)[:, :10], atol=1e-6)
 
 
-def test_open_clip_tokenisation_rules(tmp_path):
+def test_open_clip_tokenisation_rules(tmp_path, ldm):
     from transformers import CLIPTokenizer
 
-    write_tokenizer(tmp_path)
+    ldm.write_tokenizer(tmp_path)
     tok = CLIPTokenizer.from_pretrained(str(tmp_path))
     ids = open_clip_token_ids(tok, ["ab", "x" * 200])
     sot, eot = tok.bos_token_id, tok.eos_token_id

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -130,18 +129,14 @@ def item_done(out_dir: Path, rel: str, entry: dict | None) -> bool:
         return False
 
 
-# Temporary names of a killed job: ours (".{name}.{pid}.tmp", ".{name}.{pid}.tmp.npz", the out-dir
-# probe ".scalecrafter-probe.XXXXXXXX.tmp") and export.write_video's (".{stem}.XXXXXXXX.tmp.mp4"
-# files, ".{name}.XXXXXXXX.tmp" frame folders, ".{name}.XXXXXXXX.old" previous outputs being swapped out).
-_TEMPORARY = re.compile(r"\..+\.(?:[A-Za-z0-9_]{8}\.(?:tmp(?:\.[A-Za-z0-9]+)?|old)|\d+\.tmp(?:\.npz)?)")
-
-
 def stale_temporaries(out_dir: Path) -> list[Path]:
-    """Entries of ``out_dir`` named like our temporaries; folders only when they hold nothing but
+    """Entries of ``out_dir`` named like our temporaries (:func:`~scalecrafter_video.atomic.temporary_pattern`,
+    and the out-dir probe ``.scalecrafter-probe.XXXXXXXX.tmp``); folders only when they hold nothing but
     ``frame_NNNNN.png`` files (a frame folder being written or swapped out), never symbolic links."""
     from ..export import is_own_output
 
-    return [p for p in out_dir.iterdir() if _TEMPORARY.fullmatch(p.name) and not p.is_symlink()
+    ours = atomic.temporary_pattern()
+    return [p for p in out_dir.iterdir() if ours.fullmatch(p.name) and not p.is_symlink()
             and (not p.is_dir() or is_own_output(p))]
 
 

@@ -83,6 +83,7 @@ class BatchJob:
     motion_adapter: str | None = None
     options: dict = field(default_factory=dict)
     progress: bool = True
+    compile: bool = False  # torch.compile the UNet once loaded (engine.compile_unet)
 
 
 def _render_frames(pipe, config, item: Item, call: dict, chunk_size: int, tile_size: int | None) -> np.ndarray:
@@ -167,6 +168,10 @@ def _run(job, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptEn
     pipe = load_pipeline(job.model, device=device, dtype=dtype, model_config=job.model_config, clip_path=job.clip,
                          motion_adapter=job.motion_adapter)
     check_model_inputs(pipe, image, options)
+    if job.compile:
+        from ..engine import compile_unet
+
+        compile_unet(pipe)
     if job.tile_size is not None and getattr(pipe, "vae", None) is None:
         raise ScaleCrafterError(f"--tile-size: {job.model} has no VAE (pixel-space model or image pipeline); drop the option")
     defaults = {
@@ -182,7 +187,7 @@ def _run(job, dist: Dist, methods, seeds, explicit: dict, entries: list[PromptEn
         call["image"] = image
     image_hash = sha256_file(Path(job.image)) if job.image is not None else None
     meta = dict(family=family_name(pipe), image=job.image, image_sha256=image_hash, options=options,
-                motion_adapter=job.motion_adapter, dtype=str(dtype), device=str(device))
+                motion_adapter=job.motion_adapter, dtype=str(dtype), device=str(device), compiled=job.compile)
 
     # ---- plan: resolved config and hash per (method, size); a size the model refuses fails its items only
     items = plan_items(entries, methods, seeds, defaults)

@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "scalecrafter_video.cli.fvd",
     "scalecrafter_video.cli.demo",
     "scalecrafter_video.cli.render",
+    "scalecrafter_video.cli.tune",
+    "scalecrafter_video.cli.ui",
 ]
 
 
@@ -48,15 +50,6 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-def _out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
@@ -78,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print("terminated (SIGTERM): stopped, no partial output kept", file=sys.stderr)
         return 143
     except Exception as exc:  # noqa: BLE001 - out of memory is a user-fixable condition too
-        if not _out_of_memory(exc):
+        from ..runtime import is_out_of_memory
+
+        if not is_out_of_memory(exc):
             raise
         if args.debug:
             traceback.print_exc()

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="latent tile size for synced-GroupNorm tiled decoding (text-to-video folders, SVD)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace a previous output of this tool at --out (never anything else)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet (one graph per phase of the schedule, none per step; pays off on "
+                        "GPUs over many steps)")
     g.add_argument("--compare", action="store_true", help="also render Direct-Inf, same seed, side by side")
     g.add_argument("--lr-guidance", type=float, metavar="STEP_FRACTION",
                    help="sample at the native size first, upsample, re-noise and re-run this fraction of the "
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt, height=args.height, width=args.width, frames=args.frames,
         seed=args.seed, steps=args.steps, guidance=args.guidance, eta=args.eta, fps=args.fps,
         options=model_options(args), chunk_size=args.chunk_size, tile_size=args.tile_size, compare=args.compare,
-        lr_guidance=args.lr_guidance,
+        lr_guidance=args.lr_guidance, compile=args.compile,
     )
     video = result.video
     print(f"wrote {result.path} ({video.shape[0]} frame(s), {video.shape[2]}x{video.shape[1]}) in "

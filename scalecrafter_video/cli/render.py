@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--overwrite", action="store_true", help="re-render items finished with a different configuration")
     add_model_arguments(p)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet (one graph per phase of the schedule, none per step)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -86,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance, eta=args.eta, fps=args.fps,
         format=args.format, chunk_size=args.chunk_size, tile_size=args.tile_size, device=args.device,
         dtype=args.dtype, overwrite=args.overwrite, image=args.image, motion_adapter=args.motion_adapter,
-        options=model_options(args), progress=not args.no_progress,
+        options=model_options(args), progress=not args.no_progress, compile=args.compile,
     )
     return run_batch(job)

@@ -6,9 +6,11 @@
 - :mod:`.conv_patch`: the ``_conv_forward`` patch (re-dilation, dispersion);
 - :mod:`.ndcfg`: noise-damped CFG and the ``[uncond, cond]`` batch layout;
 - :mod:`.attn_sf`: Attn-SF's query scaling;
-- :mod:`.install`: ``apply_scalecrafter`` / ``remove_scalecrafter``.
+- :mod:`.install`: ``apply_scalecrafter`` / ``remove_scalecrafter``;
+- :mod:`.compile`: ``compile_unet`` (``torch.compile`` with one graph per phase).
 """
 
+from .compile import compile_unet
 from .install import NATIVE_SIZES, apply_scalecrafter, find_unet, native_size, remove_scalecrafter, scalecrafter_state
 from .layers import ConvSite, resolve_table, spatial_convs, spatial_self_attentions, unet_levels
 
@@ -16,6 +18,7 @@ __all__ = [
     "NATIVE_SIZES",
     "ConvSite",
     "apply_scalecrafter",
+    "compile_unet",
     "find_unet",
     "native_size",
     "remove_scalecrafter",

@@ -11,6 +11,7 @@ import math
 import types
 import warnings
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -71,18 +72,24 @@ def _forward(state, key: str):
 
 def _check_extent(state, key: str, d: float, kernel: int, hw) -> None:
     """Warn (once per installation, naming the first such layer) when a factor is too large for the
-    feature map: every tap but the centre then reads only zero padding, and the conv acts as 1x1."""
+    feature map: every tap but the centre then reads only zero padding, and the conv acts as 1x1.
+    Under ``torch.compile`` the test is on trace-time constants; only the rare warning breaks the graph."""
     for axis, (factor, size) in enumerate(zip(as_axes(d), hw)):
         reach = math.ceil(factor - 1e-9) * (kernel - 1) // 2
         if factor <= 1.0 or reach < size or state.warned_layers:
             continue
-        state.warned_layers.add(key)
-        warnings.warn(
-            f"{key}: dilation {factor:g} on a {hw[0]}x{hw[1]} feature map reaches {reach} pixels from the centre "
-            f"along its {('height', 'width')[axis]}, so those taps read only padding; use a factor below {size} "
-            "for this layer (warned once; other layers may be affected too)",
-            RuntimeWarning, stacklevel=3,
-        )
+        _warn_extent(state, key, factor, reach, tuple(hw), axis, size)
+
+
+@torch.compiler.disable
+def _warn_extent(state, key: str, factor: float, reach: int, hw, axis: int, size: int) -> None:
+    state.warned_layers.add(key)
+    warnings.warn(
+        f"{key}: dilation {factor:g} on a {hw[0]}x{hw[1]} feature map reaches {reach} pixels from the centre "
+        f"along its {('height', 'width')[axis]}, so those taps read only padding; use a factor below {size} "
+        "for this layer (warned once; other layers may be affected too)",
+        RuntimeWarning, stacklevel=5,
+    )
 
 
 def patch_conv(conv: nn.Module, state, key: str, padding: tuple[int, ...]) -> None:

@@ -14,11 +14,13 @@ exactly that. A failing ``apply`` leaves the previous installation in place.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..config import ScaleCrafterConfig
@@ -26,7 +28,7 @@ from ..errors import ConfigError
 from .attn_sf import hook_self_attentions
 from .conv_patch import check_conv, patch_conv, unpatch_conv
 from .layers import match_sites, resolve_table, spatial_convs
-from .ndcfg import combine_damped, output_tensor, uncond_half, with_output_tensor
+from .ndcfg import combine_damped, output_tensor, uncond_half, with_output_tensor, wrap_down_block
 from .position import SchedulerTracker, resolve_step
 from .schedule import LayerPlan, ScaleCrafterState
 
@@ -62,9 +64,23 @@ def _bind(unet: nn.Module, args, kwargs):
 
 
 def _make_hooks(state: ScaleCrafterState):
+    """The UNet's forward pre-hook and forward hook.
+
+    Compile-friendly: every per-call decision (which step, which layers dilate, whether a damped
+    pass is due, the statistics) runs outside Dynamo (``torch.compiler.disable``), so a compiled UNet
+    never guards on step counters and never traces the bookkeeping. What the compiled graphs read
+    is only ``state.actions``, a fresh ``{layer: (factor, dispersed)}`` dict per phase: Dynamo guards
+    on its contents, so a trajectory compiles one graph per distinct phase (plain, dilated at each
+    progressive factor, damped) and reuses them at every later step. The post-hook itself is skipped
+    by Dynamo but not its callees (``recursive=False``), so the damped pass's UNet call runs
+    compiled like the main one.
+    """
+
+    @torch.compiler.disable
     def pre_hook(unet, args, kwargs):
         if state.in_damped_pass:
             return None
+        state.leave_damped_pass()  # drops any reuse left by a call that raised
         sample, t = _bind(unet, args, kwargs)
         state.batch = sample.shape[0]
         try:
@@ -85,19 +101,42 @@ def _make_hooks(state: ScaleCrafterState):
             )
         if state.ndcfg_on and step.cfg and sample.shape[0] % 2:
             raise ConfigError(f"a CFG batch must have an even batch size, got {sample.shape[0]}")
+        if state.ndcfg_on and step.cfg:
+            state.plan_damped_pass()
         return None
 
-    def post_hook(unet, args, kwargs, output):
+    @torch.compiler.disable
+    def damped_inputs(args, kwargs):
+        """After the main pass: the damped pass's ``(args, kwargs)`` (the unconditional halves), with
+        the damped phase entered, when one is due; else ``None``, and the call is over."""
         if state.in_damped_pass or state.step is None:
             return None
-        try:
-            if not (state.ndcfg_on and state.step.cfg):
-                return None
-            with state.damped_pass():
-                damped = unet(*uncond_half(args, state.batch), **uncond_half(kwargs, state.batch))
-            return with_output_tensor(output, combine_damped(output_tensor(output), output_tensor(damped)))
-        finally:
+        if not (state.ndcfg_on and state.step.cfg):
+            state.leave_damped_pass()  # resets the per-call reuse (nothing to leave)
             state.end_call()
+            return None
+        state.enter_damped_pass()
+        return uncond_half(args, state.batch), uncond_half(kwargs, state.batch)
+
+    @torch.compiler.disable
+    def finish(output, damped):
+        state.leave_damped_pass()
+        state.end_call()
+        if damped is None:
+            return None
+        return with_output_tensor(output, combine_damped(output_tensor(output), output_tensor(damped)))
+
+    @torch.compiler.disable(recursive=False)
+    def post_hook(unet, args, kwargs, output):
+        inputs = damped_inputs(args, kwargs)
+        if inputs is None:
+            return None
+        damped = None
+        try:
+            damped = unet(*inputs[0], **inputs[1])
+        finally:
+            result = finish(output, damped)
+        return result
 
     return pre_hook, post_hook
 
@@ -109,19 +148,29 @@ class _Installation:
     state: ScaleCrafterState | None
     handles: list
     patched: list[nn.Module]
+    undos: list = dataclasses.field(default_factory=list)
 
     def undo(self) -> None:
         for handle in self.handles:
             handle.remove()
         for conv in self.patched:
             unpatch_conv(conv)
+        for undo in reversed(self.undos):
+            undo()
+
+
+def _uncompiled(module):
+    """The module inside a ``torch.compile`` wrapper (``OptimizedModule._orig_mod``): ScaleCrafter
+    patches and hooks the original, which the compiled wrapper calls."""
+    return getattr(module, "_orig_mod", module) if isinstance(module, nn.Module) else module
 
 
 def find_unet(target) -> tuple[nn.Module, object | None]:
     """``(unet, owner)``: the UNet of a pipeline-like object (``.unet``), or the UNet module itself."""
     unet = getattr(target, "unet", None)
     if isinstance(unet, nn.Module):
-        return unet, target
+        return _uncompiled(unet), target
+    target = _uncompiled(target)
     if isinstance(target, nn.Module):
         if not (hasattr(target, "down_blocks") or hasattr(target, "input_blocks")):
             raise TypeError(
@@ -165,9 +214,12 @@ def _train_latent_area(config: ScaleCrafterConfig, unet, owner) -> int:
     return (train_size[0] // vae_factor) * (train_size[1] // vae_factor) if train_size else 1
 
 
-def _plans(config: ScaleCrafterConfig, sites) -> dict[str, LayerPlan]:
-    main = resolve_table(config.dilation, sites, "dilation")
-    damped = resolve_table(config.ndcfg_dilation, sites, "ndcfg_dilation")
+def _plans(config: ScaleCrafterConfig, sites, dilation: dict, ndcfg_dilation: dict,
+           where: str = "") -> dict[str, LayerPlan]:
+    """Each touched layer's factors in the main and the damped pass (``where`` prefixes error names,
+    e.g. ``stages[1].`` for a stage's tables)."""
+    main = resolve_table(dilation, sites, f"{where}dilation")
+    damped = resolve_table(ndcfg_dilation, sites, f"{where}ndcfg_dilation")
     dispersed: set[str] = set()
     for glob in config.disperse:
         dispersed.update(s.key for s in match_sites(glob, sites, "disperse"))
@@ -185,24 +237,36 @@ def _plans(config: ScaleCrafterConfig, sites) -> dict[str, LayerPlan]:
     return plans
 
 
+def _stage_plans(config: ScaleCrafterConfig, sites) -> list[dict[str, LayerPlan]]:
+    """One plan per stage of a staged schedule (a stage without ``ndcfg_dilation`` uses the top-level one)."""
+    return [_plans(config, sites, stage["dilation"], stage.get("ndcfg_dilation", config.ndcfg_dilation),
+                   f"stages[{i}].") for i, stage in enumerate(config.stages)]
+
+
 def _install(unet: nn.Module, owner, config: ScaleCrafterConfig) -> _Installation:
     if config.method == "direct":
         return _Installation(config, None, [], [])
     sites = spatial_convs(unet) if config.method == "scalecrafter" else []
-    plans = _plans(config, sites) if sites else {}
+    plans = _plans(config, sites, config.dilation, config.ndcfg_dilation) if sites else {}
+    stage_plans = _stage_plans(config, sites) if sites else []
     tracker = SchedulerTracker(owner) if owner is not None else None
-    state = ScaleCrafterState(config, plans, _train_latent_area(config, unet, owner), tracker)
+    state = ScaleCrafterState(config, plans, _train_latent_area(config, unet, owner), tracker, stage_plans)
     record = _Installation(config, state, [], [])
     try:
         for site in sites:
-            plan = plans.get(site.key)
-            if plan is None:
+            found = [p[site.key] for p in [plans, *stage_plans] if site.key in p]
+            if not found:
                 continue
-            padding = check_conv(site, plan.disperse and config.disperse_tau > 0)
+            padding = check_conv(site, found[0].disperse and config.disperse_tau > 0)
             patch_conv(site.module, state, site.key, padding)
             record.patched.append(site.module)
         if config.uses_attn_scale:
             record.handles.extend(hook_self_attentions(unet, state))
+        down_blocks = getattr(unet, "down_blocks", None)
+        if config.method == "scalecrafter" and config.ndcfg_tau > 0 and isinstance(down_blocks, nn.ModuleList):
+            # diffusers layout: the damped pass may take leading down blocks from the main pass
+            state.down_blocks = len(down_blocks)
+            record.undos.extend(wrap_down_block(block, k, state) for k, block in enumerate(down_blocks))
         pre, post = _make_hooks(state)
         record.handles.append(unet.register_forward_pre_hook(pre, with_kwargs=True))
         record.handles.append(unet.register_forward_hook(post, with_kwargs=True))

@@ -17,7 +17,8 @@ import dataclasses
 
 import torch
 
-__all__ = ["combine_damped", "output_tensor", "uncond_half", "with_output_tensor"]
+__all__ = ["combine_damped", "output_tensor", "shared_down_blocks", "uncond_half", "with_output_tensor",
+           "wrap_down_block"]
 
 
 def uncond_half(value, batch: int):
@@ -60,3 +61,48 @@ def with_output_tensor(output, new):
         return type(output)(**{**{f.name: getattr(output, f.name) for f in dataclasses.fields(output)}, "sample": new})
     output.sample = new
     return output
+
+
+def shared_down_blocks(main: dict, damped: dict, num_blocks: int) -> int:
+    """How many leading ``down_blocks`` compute the same in the main and the damped pass: those
+    in which every layer has the same ``(factor, dispersed)`` action (or none) in both tables."""
+    for k in range(num_blocks):
+        prefix = f"down_blocks.{k}."
+        if any(main.get(key) != damped.get(key) for key in {*main, *damped} if key.startswith(prefix)):
+            return k
+    return num_blocks
+
+
+def _copy(value):
+    if torch.is_tensor(value):
+        return value.clone()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
+    return value
+
+
+def wrap_down_block(block, index: int, state):
+    """Replace ``block.forward`` (instance attribute) so that, while ``index < state.reuse_blocks``,
+    the main pass keeps a copy of the block's unconditional output and the damped pass returns it
+    instead of running the block. Returns the undo function."""
+    previous = block.__dict__.get("forward")
+    inner = block.forward
+
+    def forward(*args, **kwargs):
+        if index < state.reuse_blocks:
+            if state.in_damped_pass:
+                return state.reused.pop(index)
+            out = inner(*args, **kwargs)
+            state.reused[index] = _copy(uncond_half(out, state.batch))
+            return out
+        return inner(*args, **kwargs)
+
+    block.forward = forward
+
+    def undo():
+        if previous is None:
+            block.__dict__.pop("forward", None)
+        else:
+            block.forward = previous
+
+    return undo

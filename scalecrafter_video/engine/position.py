@@ -30,7 +30,7 @@ import torch
 from ..errors import ConfigError
 from ..trajectory import StepInfo, current_step
 
-__all__ = ["SchedulerTracker", "active_steps", "window_remaining"]
+__all__ = ["SchedulerTracker", "active_steps", "stage_index", "window_remaining"]
 
 NO_POSITION_HELP = (
     "apply ScaleCrafter to the pipeline (its scheduler tells the step), or wrap each UNet call of your own "
@@ -52,6 +52,15 @@ def window_remaining(step: StepInfo, tau: float) -> float | None:
     if step.index >= n:
         return None
     return (n - step.index) / n
+
+
+def stage_index(step: StepInfo, untils: list[float]) -> int | None:
+    """The stage of a staged schedule covering ``step``: the first whose ``until`` window (the tau
+    rule) still contains it; ``None`` past the last one."""
+    for i, until in enumerate(untils):
+        if step.index < active_steps(until, step.num_steps):
+            return i
+    return None
 
 
 def _timestep_float(t) -> float | None:

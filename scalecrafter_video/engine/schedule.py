@@ -10,7 +10,8 @@ from ..config import ScaleCrafterConfig, progressive_factor
 from ..ops.disperse import dispersion_transform
 from ..ops.redilate import as_axes
 from ..trajectory import StepInfo
-from .position import active_steps, window_remaining
+from .ndcfg import shared_down_blocks
+from .position import active_steps, stage_index, window_remaining
 
 __all__ = ["CallStats", "LayerPlan", "ScaleCrafterState"]
 
@@ -40,17 +41,21 @@ class CallStats:
 class ScaleCrafterState:
     """What ScaleCrafter does in the current UNet call; decided once per call from its step."""
 
-    def __init__(self, config: ScaleCrafterConfig, plans: dict[str, LayerPlan], train_latent_area: int, tracker=None):
+    def __init__(self, config: ScaleCrafterConfig, plans: dict[str, LayerPlan], train_latent_area: int, tracker=None,
+                 stage_plans: list[dict[str, LayerPlan]] | None = None):
         self.config = config
-        self.plans = plans
+        self.plans = plans  # the top-level tables (with stages: an empty main table, the top-level ndcfg one)
+        self.stage_plans = stage_plans or []  # one per stage of a staged schedule
+        self._stage_untils = [stage["until"] for stage in config.stages]
         self.train_latent_area = train_latent_area
         self.tracker = tracker
         self.transform = None
-        if any(p.disperse for p in plans.values()):
+        if any(p.disperse for table in [plans, *self.stage_plans] for p in table.values()):
             self.transform = dispersion_transform(
                 3, config.disperse_kernel, config.disperse_input_size, config.disperse_scale, config.disperse_eta
             )
         self.actions: dict[str, tuple[float, bool]] = {}
+        self._saved_actions: dict[str, tuple[float, bool]] = {}
         self.pixel_ratio = 1.0
         self.ndcfg_on = False
         self.in_damped_pass = False
@@ -58,6 +63,10 @@ class ScaleCrafterState:
         self.stats = CallStats()
         self.step: StepInfo | None = None
         self.batch = 0  # leading dim of the current call's sample (the CFG batch 2B)
+        self.down_blocks = 0  # the UNet's number of down blocks the damped pass may reuse (0: none)
+        self.reuse_blocks = 0  # this call: leading down blocks the damped pass takes from the main pass
+        self.reused: dict[int, object] = {}  # their unconditional outputs, kept by the main pass
+        self._damped_actions: dict[str, tuple[float, bool]] | None = None
         self._warned = False
         self.warned_layers: set[str] = set()
         self._last_index = None
@@ -70,12 +79,20 @@ class ScaleCrafterState:
             return 1.0
         return progressive_factor(base, remaining) if self.config.progressive else base
 
+    def _plans_now(self) -> dict[str, LayerPlan]:
+        """The tables of the current step: its stage's, or the top-level ones (no stages, or past the last)."""
+        if self.stage_plans:
+            i = stage_index(self.step, self._stage_untils)
+            if i is not None:
+                return self.stage_plans[i]
+        return self.plans
+
     def _actions(self, damped: bool) -> dict[str, tuple[float, bool]]:
         cfg, step = self.config, self.step
         rem = window_remaining(step, cfg.ndcfg_tau if damped else cfg.dilate_tau)
         disperse_on = window_remaining(step, cfg.disperse_tau) is not None
         actions = {}
-        for key, plan in self.plans.items():
+        for key, plan in self._plans_now().items():
             d = self._factor(plan.damped if damped else plan.main, rem)
             if max(as_axes(d)) > 1.0:  # dispersion is only planned for equal axes (checked at apply)
                 actions[key] = (d, plan.disperse and disperse_on and min(as_axes(d)) >= 2.0)
@@ -113,7 +130,7 @@ class ScaleCrafterState:
             return
         self._warned = True
         cfg = self.config
-        if cfg.method == "attn-sf" or (cfg.method == "scalecrafter" and not self.plans):
+        if cfg.method == "attn-sf" or (cfg.method == "scalecrafter" and not self.plans and not any(self.stage_plans)):
             why = ("the attention scale is 1 at this size (no larger than the training size)"
                    if cfg.uses_attn_scale else "the schedule dilates no layer (empty dilation table)")
         else:
@@ -123,14 +140,33 @@ class ScaleCrafterState:
                    + (f" but sampling ran steps {first}..{step.num_steps - 1}" if first >= n else ""))
         warnings.warn(f"ScaleCrafter did not act during this sampling run: {why}", RuntimeWarning, stacklevel=3)
 
-    @contextmanager
-    def damped_pass(self):
-        saved = self.actions
-        self.actions, self.in_damped_pass = self._actions(True), True
+    def plan_damped_pass(self) -> None:
+        """Before a main pass that a damped pass will follow: its actions, and how many leading down
+        blocks it can take from the main pass (:func:`.ndcfg.shared_down_blocks`)."""
+        self._damped_actions = self._actions(True)
+        self.reuse_blocks = shared_down_blocks(self.actions, self._damped_actions, self.down_blocks)
+        self.reused = {}
+
+    def enter_damped_pass(self) -> None:
+        """Switch to the damped pass's actions (the main pass's are kept to restore)."""
+        self._saved_actions = self.actions
+        damped = self._damped_actions if self._damped_actions is not None else self._actions(True)
+        self.actions, self.in_damped_pass = damped, True
         self.stats.damped_calls += 1
         self.stats.damped_steps.append(self.step.index)
         self.acted = True
+
+    def leave_damped_pass(self) -> None:
+        """Back to the main pass's actions (a no-op when no damped pass was entered)."""
+        if self.in_damped_pass:
+            self.actions, self.in_damped_pass = self._saved_actions, False
+            self._saved_actions = {}
+        self._damped_actions, self.reuse_blocks, self.reused = None, 0, {}
+
+    @contextmanager
+    def damped_pass(self):
+        self.enter_damped_pass()
         try:
             yield
         finally:
-            self.actions, self.in_damped_pass = saved, False
+            self.leave_damped_pass()

@@ -93,6 +93,18 @@ class TextToVideoPipeline:
         )
         return self.text_encoder(tokens.input_ids.to(self.device))[0]
 
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 ``(b, f, H, W, 3)`` frames -> model-space ``(b, c, f, H / s, W / s)`` (the inverse of
+        :meth:`decode`: ``[-1, 1]`` pixels, or the VAE posterior's mean times its scaling factor)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1.0
+        b, f = x.shape[:2]
+        flat = rearrange(x, "b f h w c -> (b f) c h w").to(self.device, self.dtype)
+        if self.vae is not None:
+            scale = getattr(self.vae.config, "scaling_factor", 0.18215)
+            flat = torch.cat([self.vae.encode(z.to(self.vae.dtype)).latent_dist.mean * scale for z in flat.split(8)])
+        return rearrange(flat, "(b f) c h w -> b c f h w", b=b, f=f).to(self.dtype)
+
     def _unet_eps(self, x, t, context):
         return self.unet(x, t, encoder_hidden_states=context).sample
 

@@ -176,6 +176,7 @@ def run_generation(pipe, *, prompt: str, out, model_name=None, negative_prompt: 
         config=config.to_dict(), seconds=round(time.perf_counter() - started, 2),
         compare=compare, lr_guidance=lr_guidance, image=None if image_path is None else str(image_path),
         motion_adapter=None if motion_adapter is None else str(motion_adapter), options=options,
+        compiled=getattr(pipe.unet, "_compiled_call_impl", None) is not None,  # set by nn.Module.compile
     )
     sidecar = write_json(Path(str(written) + ".json"), record, overwrite=overwrite)
     return GenerationResult(written, sidecar, record, video, config)
@@ -188,13 +189,16 @@ def _unet_attr(pipe, name: str) -> str:
 
 def generate_video(*, model, prompt: str, out, device: str = "auto", dtype: str = "auto", model_config=None,
                    clip=None, motion_adapter=None, image=None, config: str | None = None, preset: str | None = None,
-                   method: str | None = None, overwrite: bool = False, **kwargs) -> GenerationResult:
+                   method: str | None = None, overwrite: bool = False, compile: bool = False,
+                   **kwargs) -> GenerationResult:
     """Load a local model and run :func:`run_generation`; every check that needs no model (output
     location, schedule file or preset, image file) happens before the model loads.
 
     ``model``: a diffusers folder or an LVDM / VideoCrafter ``.ckpt`` (with ``model_config``,
     ``clip``); ``image``: a png / jpg path for image-to-video models; ``config``: a schedule YAML
-    path or ``"auto"``; ``preset``: a shipped schedule name. Other keywords: :func:`run_generation`.
+    path or ``"auto"``; ``preset``: a shipped schedule name; ``compile``: ``torch.compile`` the UNet
+    (:func:`~scalecrafter_video.engine.compile_unet`: one graph per phase, none per step). Other
+    keywords: :func:`run_generation`.
     """
     from ..pipelines import load_pipeline
     from ..runtime import resolve_device, resolve_dtype
@@ -212,6 +216,10 @@ def generate_video(*, model, prompt: str, out, device: str = "auto", dtype: str 
     image_value = load_image(image) if image is not None else None
     pipe = load_pipeline(model, device=torch_device, dtype=torch_dtype, model_config=model_config, clip_path=clip,
                          motion_adapter=motion_adapter)
+    if compile:
+        from ..engine import compile_unet
+
+        compile_unet(pipe)
     return run_generation(pipe, prompt=prompt, out=out, model_name=model, config=schedule, method=method,
                           image=image_value, image_path=image, motion_adapter=motion_adapter, overwrite=overwrite,
                           started=started, device=torch_device, dtype=torch_dtype, **kwargs)
