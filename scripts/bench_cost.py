@@ -367,7 +367,8 @@ def run_family(args, name: str) -> dict:
             _sync(device)
         # Direct-Inf is measured first and again last: the baseline is their mean and their spread
         # says how much the machine drifted while the modes ran (read ratios within it as noise).
-        for mode in MODES + ("direct",):
+        wanted = [m for m in MODES if m in args.modes.split(",")]
+        for mode in wanted + (["direct"] if "direct" in wanted else []):
             try:
                 cfg = config_for(mode, fam, train, (h, w))
                 apply_scalecrafter(unet, cfg)
@@ -457,6 +458,7 @@ def main(argv=None) -> int:
                          "also starts with one untimed plain call)")
     ap.add_argument("--tile", type=int, default=None, help="latent tile for decode-tiled (default: training latent side)")
     ap.add_argument("--decodes", default=",".join(DECODES), help="which decodes to time (comma list; '' for none)")
+    ap.add_argument("--modes", default=",".join(MODES), help="which UNet modes to time (comma list; keep direct for ratios)")
     ap.add_argument("--train-scale", type=float, default=1.0,
                     help="treat the network as trained at this fraction of its training size (cheap CPU runs of "
                          "a 2x schedule: --train-scale 0.5 --sizes 1x,2x); the network and its cost stay real")
@@ -494,7 +496,7 @@ def main(argv=None) -> int:
             cmd = [sys.executable, __file__, "--model", name, "--sizes", args.sizes, "--device", args.device,
                    "--dtype", args.dtype, "--steps", str(args.steps), "--decode-steps", str(args.decode_steps),
                    "--warmup", str(args.warmup), "--svd-decode-frames", str(args.svd_decode_frames),
-                   "--decodes", args.decodes, "--train-scale", str(args.train_scale), "--child-json", str(out)]
+                   "--decodes", args.decodes, "--modes", args.modes, "--train-scale", str(args.train_scale), "--child-json", str(out)]
             for flag, value in (("--frames", args.frames), ("--tile", args.tile), ("--threads", args.threads)):
                 if value:
                     cmd += [flag, str(value)]
