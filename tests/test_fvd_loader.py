@@ -18,15 +18,12 @@ from scalecrafter_video.metrics.features import embed_video_sets, embed_videos
 from scalecrafter_video.metrics.inputs import BadVideosError
 from scalecrafter_video.metrics.loader import THREAD_NAME_PREFIX, BatchPrefetcher, one_openmp_thread_here
 
-from _fvd_utils import one_torch_thread  # noqa: F401 (autouse fixture)
-from _fvd_utils import random_videos, tiny_weights_file, write_mp4
-
 T = 9
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_weights_file(tmp_path_factory.mktemp("w") / "tiny.safetensors", divisor=16, seed=3)
+def weights(tmp_path_factory, tiny_i3d_weights):
+    return tiny_i3d_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", divisor=16, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +32,13 @@ def model(weights):
 
 
 @pytest.fixture(scope="module")
-def mp4_folder(tmp_path_factory):
+def mp4_folder(tmp_path_factory, videos):
     """Seven mp4 files of three sizes (so batches mix sizes)."""
     folder = tmp_path_factory.mktemp("mp4s")
     sizes = [(32, 32), (48, 64), (40, 24)]
     for i in range(7):
         h, w = sizes[i % 3]
-        write_mp4(folder / f"v{i}.mp4", random_videos(1, 10, h, w, seed=40 + i)[0])
+        videos.write_mp4(folder / f"v{i}.mp4", videos.random(1, 10, h, w, seed=40 + i)[0])
     return folder
 
 
@@ -143,13 +140,13 @@ def test_prefetcher_bound_and_order_with_uneven_workers():
     assert sorted(started) == list(range(30))
 
 
-def test_a_corrupt_file_is_reported_as_before(tmp_path, mp4_folder, model):
+def test_a_corrupt_file_is_reported_as_before(tmp_path, mp4_folder, model, videos):
     folder = tmp_path / "set"
     folder.mkdir()
     for p in sorted(mp4_folder.glob("*.mp4"))[:4]:
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "v2.mp4").write_bytes(b"\x00" * 64)  # corrupt, in the middle of a batch
-    write_mp4(folder / "v5.mp4", random_videos(1, 4, 32, 32)[0])  # too short
+    videos.write_mp4(folder / "v5.mp4", videos.random(1, 4, 32, 32)[0])  # too short
     messages = []
     for workers in (0, 3):
         with pytest.raises(BadVideosError) as err:
@@ -191,8 +188,8 @@ def test_a_network_error_stops_the_loader(mp4_folder, model, monkeypatch):
     assert not _loader_threads()
 
 
-def test_cli_workers_and_prefetch_give_the_same_result(tmp_path, mp4_folder, weights, capsys):
-    np.save(tmp_path / "real.npy", random_videos(5, 10, 32, 32, seed=60))
+def test_cli_workers_and_prefetch_give_the_same_result(tmp_path, mp4_folder, weights, capsys, videos):
+    np.save(tmp_path / "real.npy", videos.random(5, 10, 32, 32, seed=60))
     outputs = []
     for extra in (["--workers", "0"], ["--workers", "3", "--prefetch", "1"]):
         code = main(["fvd", str(tmp_path / "real.npy"), str(mp4_folder), "--num-frames", "9", "--batch-size", "2",
@@ -202,8 +199,8 @@ def test_cli_workers_and_prefetch_give_the_same_result(tmp_path, mp4_folder, wei
     assert outputs[0] == outputs[1] and "FVD_9:" in outputs[0]
 
 
-def test_two_sets_share_one_loader_and_give_the_separate_features(tmp_path, mp4_folder, model):
-    real = random_videos(5, 10, 32, 32, seed=70)
+def test_two_sets_share_one_loader_and_give_the_separate_features(tmp_path, mp4_folder, model, videos):
+    real = videos.random(5, 10, 32, 32, seed=70)
     both = embed_video_sets([real, mp4_folder], model, labels=["real", "fake"], num_frames=T, batch_size=3, workers=3)
     for got, src, label in zip(both, (real, mp4_folder), ("real", "fake")):
         ref = embed_videos(src, model, num_frames=T, batch_size=3, workers=0, label=label)
@@ -211,7 +208,7 @@ def test_two_sets_share_one_loader_and_give_the_separate_features(tmp_path, mp4_
         assert got.names == ref.names and got.shard_size == ref.shard_size
 
 
-def test_the_first_set_with_bad_files_is_the_one_reported(tmp_path, mp4_folder, model):
+def test_the_first_set_with_bad_files_is_the_one_reported(tmp_path, mp4_folder, model, videos):
     real = tmp_path / "real"
     real.mkdir()
     for p in sorted(mp4_folder.glob("*.mp4"))[:3]:
@@ -220,7 +217,7 @@ def test_the_first_set_with_bad_files_is_the_one_reported(tmp_path, mp4_folder, 
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "f_bad.mp4").write_bytes(b"\x01" * 64)
-    write_mp4(fake / "ok.mp4", random_videos(1, 10, 32, 32, seed=71)[0])
+    videos.write_mp4(fake / "ok.mp4", videos.random(1, 10, 32, 32, seed=71)[0])
     with pytest.raises(BadVideosError) as alone:
         embed_videos(real, model, num_frames=T, batch_size=2, label="real", workers=0)
     with pytest.raises(BadVideosError) as err:
