@@ -122,3 +122,54 @@ def test_preprocess_rejects_bad_inputs(bad):
 def test_preprocess_rejects_unknown_method():
     with pytest.raises(PreprocessError, match="tf1_legacy"):
         preprocess_videos(np.zeros((1, 9, 8, 8, 3), np.uint8), resize_method="bicubic")
+
+
+def _four_tap(frames: torch.Tensor, size, half_pixel: bool) -> torch.Tensor:
+    """The direct formula (the implementation before the separable one): gather the four taps of
+    every output pixel from the float32 frames and blend horizontally, then vertically."""
+    x = frames.to(torch.float32)
+    (h_in, w_in), (h_out, w_out) = x.shape[-3:-1], size
+    if (h_in, w_in) == (h_out, w_out):
+        return x.clone()
+
+    def taps(n_in, n_out):
+        scale = torch.tensor(n_in / n_out, dtype=torch.float32)
+        j = torch.arange(n_out, dtype=torch.float32)
+        src = ((j + 0.5) * scale - 0.5).clamp_min(0.0) if half_pixel else j * scale
+        i0f = torch.floor(src)
+        i0 = i0f.to(torch.int64).clamp(max=n_in - 1)
+        return i0, (i0 + 1).clamp(max=n_in - 1), src - i0f
+
+    y0, y1, ay = taps(h_in, h_out)
+    x0, x1, ax = taps(w_in, w_out)
+    r0, r1 = x.index_select(-3, y0), x.index_select(-3, y1)
+    p00, p01, p10, p11 = r0.index_select(-2, x0), r0.index_select(-2, x1), r1.index_select(-2, x0), r1.index_select(-2, x1)
+    top = p00 + (p01 - p00) * ax[:, None]
+    bottom = p10 + (p11 - p10) * ax[:, None]
+    return top + (bottom - top) * ay[:, None, None]
+
+
+@pytest.mark.parametrize("src", [(256, 256), (64, 48), (480, 640), (224, 225), (1, 7), (300, 100), (224, 224)])
+@pytest.mark.parametrize("method", ["tf1_legacy", "half_pixel"])
+def test_separable_resize_is_bitwise_the_four_tap_formula(src, method):
+    rng = np.random.default_rng(sum(src))
+    frames = torch.from_numpy(rng.integers(0, 256, size=(3, *src, 3), dtype=np.uint8))
+    ref = _four_tap(frames, (224, 224), method == "half_pixel")
+    assert torch.equal(resize_frames(frames, (224, 224), method), ref)
+    floats = frames.double() / 3.0  # any real dtype: computed in float32 like the reference
+    assert torch.equal(resize_frames(floats, (224, 224), method), _four_tap(floats, (224, 224), method == "half_pixel"))
+
+
+def test_preprocess_is_bitwise_the_reference_formula_for_every_method():
+    rng = np.random.default_rng(7)
+    clips = [rng.integers(0, 256, size=(9, h, w, c), dtype=np.uint8) for h, w, c in [(256, 256, 3), (90, 160, 3), (50, 40, 1)]]
+    got = preprocess_videos(clips)
+    for k, clip in enumerate(clips):
+        t = torch.from_numpy(clip).expand(*clip.shape[:-1], 3)
+        ref = 2.0 * _four_tap(t, (224, 224), False) / 255.0 - 1.0
+        assert torch.equal(got[k], ref.permute(3, 0, 1, 2))
+    # the other tools' crop protocol: half-pixel short side to 224, then the centre crop
+    wide = clips[1]
+    ref = _four_tap(torch.from_numpy(wide), (224, 398), True)[:, :, 87:311]
+    got = preprocess_videos([wide], resize_method="short_side_center_crop")[0]
+    assert torch.equal(got, (2.0 * ref / 255.0 - 1.0).permute(3, 0, 1, 2))

@@ -127,3 +127,36 @@ def test_bad_feature_inputs_raise_user_errors(a, b):
         frechet_distance(a, b)
     with pytest.raises(ScaleCrafterError):
         kernel_distance(a, b)
+
+
+def test_statistics_run_on_one_blas_thread_and_restore_the_count():
+    from scalecrafter_video.metrics import stats
+
+    controls = stats._blas_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS in this numpy")
+    get, put = controls[0]
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(40, 400)), rng.normal(size=(30, 400))
+    seen = []
+    real_eigh = np.linalg.eigh
+
+    def spy(m):
+        seen.append(get())
+        return real_eigh(m)
+
+    before = get()
+    results = []
+    try:
+        for n in (1, 2):
+            put(n)
+            np.linalg.eigh = spy
+            try:
+                results.append(stats.frechet_distance(a, b))
+            finally:
+                np.linalg.eigh = real_eigh
+            assert get() == n  # restored
+    finally:
+        put(before)
+    assert seen and set(seen) == {1}
+    assert results[0] == results[1]  # independent of the caller's BLAS thread count

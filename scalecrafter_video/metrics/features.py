@@ -22,9 +22,10 @@ from ..video_io import VideoReadError
 from .i3d import MIN_FRAMES
 from .i3d_weights import load_i3d
 from .inputs import BadVideosError, InputSetError, VideoSet, sample_clip
-from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS, preprocess_videos
+from .loader import BatchPrefetcher
+from .preprocess import DEFAULT_RESIZE, RESIZE_METHODS, preprocess_clip, preprocess_videos
 
-__all__ = ["FEATURE_VERSION", "FeatureSet", "embed_videos", "i3d_features", "model_device", "model_fingerprint"]
+__all__ = ["FEATURE_VERSION", "FeatureSet", "default_workers", "embed_video_sets", "embed_videos", "i3d_features", "model_device", "model_fingerprint"]
 
 FEATURE_VERSION = "i3d-rgb-tfhub-logits-mean/v1"
 
@@ -47,12 +48,15 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def _embed_batch(model, clips, resize_method) -> np.ndarray:
-    device = model_device(model)
-    x = preprocess_videos(clips, resize_method=resize_method, device=device)
+def _forward(model, x: torch.Tensor) -> np.ndarray:
     with _full_fp32():
         logits = model(x.float())
     return logits.float().cpu().numpy()
+
+
+@torch.inference_mode()
+def _embed_batch(model, clips, resize_method) -> np.ndarray:
+    return _forward(model, preprocess_videos(clips, resize_method=resize_method, device=model_device(model)))
 
 
 def i3d_features(
@@ -107,6 +111,29 @@ class FeatureSet:
     shard_size: int = 0  # videos this rank was responsible for (all of them without sharding)
 
 
+@dataclass
+class _Prepared:
+    """One item after the loader: bad (with the reason), a cache hit, or a clip ready for the network
+    (``x``: preprocessed ``(3, T, 224, 224)`` float32 on the CPU; ``clip``: uint8 ``(T, H, W, 3)``
+    for a resize on the network's device)."""
+
+    idx: int
+    key: str | None = None
+    bad: str | None = None
+    cached: tuple | None = None
+    size: tuple | None = None
+    x: torch.Tensor | None = None
+    clip: np.ndarray | None = None
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader threads: 2 next to a CPU network (decoding and the resize are ~10-15% of its work,
+    and every thread competes with it for the cores); up to 8 feeding an accelerator."""
+    if device.type == "cpu":
+        return 2
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
 def _cache_key(digest: str, settings: dict) -> str:
     blob = json.dumps({"content": digest, **settings}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -136,6 +163,8 @@ def embed_videos(
     cache_dir: str | os.PathLike | None = None,
     label: str = "videos",
     progress: bool = False,
+    workers: int | None = None,
+    prefetch: int = 2,
 ) -> FeatureSet:
     """Embed a video set with the clip rule; shards over ranks when torch.distributed is
     initialised (the set is cut into fixed slices of ``batch_size``; rank ``r`` of ``W`` embeds
@@ -147,7 +176,51 @@ def embed_videos(
     With ``cache_dir`` each item's features are stored under a key made of the file content
     hash and the protocol settings (frames, stride, resize, weights), so a reference set is
     embedded once.
+
+    Decoding, clip sampling and (when the network runs on the CPU) the resize run on ``workers``
+    threads, at most ``prefetch`` batches ahead of the network (:class:`~.loader.BatchPrefetcher`;
+    ``None``: :func:`default_workers`; ``0``: everything in this thread, one item after the
+    other). The features do not depend on either setting: batches are the same fixed slices and
+    each clip's preprocessing is bitwise that of the batched path. On an accelerator the resize
+    runs there, on the batch, in this thread (it is cheap there and keeps host work for decoding).
     """
+    return embed_video_sets(
+        [source], model, labels=[label], num_frames=num_frames, stride=stride, batch_size=batch_size,
+        resize_method=resize_method, max_videos=max_videos, skip_bad=skip_bad, cache_dir=cache_dir,
+        progress=progress, workers=workers, prefetch=prefetch,
+    )[0]
+
+
+@dataclass
+class _SetState:
+    vset: VideoSet
+    mine: list[int]
+    feats: dict
+    sizes: dict
+    bad: list
+    hits: int = 0
+    bar: object = None
+
+
+def embed_video_sets(
+    sources,
+    model: torch.nn.Module,
+    labels=None,
+    num_frames: int = 16,
+    stride: int = 1,
+    batch_size: int = 16,
+    resize_method: str = DEFAULT_RESIZE,
+    max_videos: int | None = None,
+    skip_bad: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+    prefetch: int = 2,
+) -> list[FeatureSet]:
+    """:func:`embed_videos` of several sets (e.g. real and generated) through one loader, so the
+    next set is decoded while the network finishes the previous one. Each set is batched and
+    sharded on its own exactly as :func:`embed_videos` does it (the same features); errors are
+    raised for the first set in order that has them. Every set is opened (and checked) first."""
     if num_frames < MIN_FRAMES:
         raise InputSetError(
             f"num_frames={num_frames}: the I3D Logits endpoint needs at least {MIN_FRAMES} frames "
@@ -157,7 +230,9 @@ def embed_videos(
         raise InputSetError(f"stride must be >= 1, got {stride}")
     if resize_method not in RESIZE_METHODS:
         raise InputSetError(f"unknown resize method {resize_method!r}; choose one of {', '.join(RESIZE_METHODS)}")
-    vset = source if isinstance(source, VideoSet) else VideoSet(source, label=label, max_videos=max_videos)
+    labels = list(labels) if labels is not None else ["videos"] * len(sources)
+    vsets = [src if isinstance(src, VideoSet) else VideoSet(src, label=lab, max_videos=max_videos)
+             for src, lab in zip(sources, labels)]
     dist = current_dist()
     rank, world = dist.rank, dist.world
     settings = {
@@ -169,87 +244,118 @@ def embed_videos(
     }
     cache = Path(cache_dir) if cache_dir is not None else None
     need = (num_frames - 1) * stride + 1
+    device = model_device(model)
+    resize_on_worker = device.type == "cpu"
 
-    feats: dict[int, np.ndarray] = {}
-    sizes: dict[int, tuple[int, int]] = {}
-    bad: list[tuple[int, str, str]] = []
-    pending: list[tuple[int, str | None, np.ndarray]] = []
-    hits = 0
-
-    def flush():
-        if not pending:
-            return
-        out = _embed_batch(model, [c for _, _, c in pending], resize_method)
-        for (idx, key, clip), f in zip(pending, out):
-            feats[idx] = f
-            if key is not None:
-                _cache_store(cache, key, f, clip.shape[1:3])
-        bar.update(len(pending))
-        pending.clear()
+    def prepare(job: tuple[int, int]) -> _Prepared:
+        """Worker side: cache key and lookup, decode, clip rule, and the CPU resize."""
+        s, idx = job
+        item = vsets[s].items[idx]
+        try:
+            key = _cache_key(item.digest(), settings) if cache is not None else None
+        except OSError as exc:
+            return _Prepared(idx, bad=f"unreadable ({exc})")
+        if key is not None:
+            hit = _cache_load(cache, key)
+            if hit is not None:
+                return _Prepared(idx, key, cached=hit)
+        try:
+            clip = sample_clip(item.load(need), num_frames, stride)
+        except VideoReadError as exc:
+            return _Prepared(idx, key, bad=str(exc))
+        size = tuple(clip.shape[1:3])
+        if resize_on_worker:
+            return _Prepared(idx, key, size=size, x=preprocess_clip(clip, resize_method))
+        return _Prepared(idx, key, size=size, clip=clip)
 
     from tqdm.auto import tqdm
 
-    # Fixed slices of the set are the batches, and rank r takes slices r, r + W, ...: every
+    # Fixed slices of each set are the batches, and rank r takes slices r, r + W, ...: every
     # clip is embedded in the same batch as in a single-process run (bitwise-equal features).
-    chunks = [range(s, min(s + batch_size, len(vset))) for s in range(0, len(vset), batch_size)]
-    mine = [idx for chunk in chunks[rank::world] for idx in chunk]
-    bar = tqdm(total=len(mine), desc=f"I3D {vset.label}", unit="video", disable=not progress or rank != 0)
-    for chunk in chunks[rank::world]:
-        for idx in chunk:
-            item = vset.items[idx]
-            try:
-                key = _cache_key(item.digest(), settings) if cache is not None else None
-            except OSError as exc:
-                bad.append((idx, item.name, f"unreadable ({exc})"))
-                bar.update(1)
-                continue
-            if key is not None:
-                hit = _cache_load(cache, key)
-                if hit is not None:
-                    feats[idx], sizes[idx] = hit
-                    hits += 1
-                    bar.update(1)
-                    continue
-            try:
-                clip = sample_clip(item.load(need), num_frames, stride)
-            except VideoReadError as exc:
-                bad.append((idx, item.name, str(exc)))
-                bar.update(1)
-                continue
-            sizes[idx] = tuple(clip.shape[1:3])
-            if bad and not skip_bad:
-                bar.update(1)
-                continue  # the run will fail: keep scanning to name every bad file, skip the compute
-            pending.append((idx, key, clip))
-        flush()
-    bar.close()
+    states: list[_SetState] = []
+    batches: list[list[tuple[int, int]]] = []
+    for s, vset in enumerate(vsets):
+        chunks = [range(i, min(i + batch_size, len(vset))) for i in range(0, len(vset), batch_size)]
+        mine = chunks[rank::world]
+        states.append(_SetState(vset, [idx for chunk in mine for idx in chunk], {}, {}, []))
+        batches.extend([(s, idx) for idx in chunk] for chunk in mine)
+    n_workers = default_workers(device) if workers is None else workers
+    current = None
+    try:
+        with BatchPrefetcher(batches, prepare, workers=n_workers, prefetch=prefetch) as loader:
+            for batch, prepared in loader:
+                s = batch[0][0]
+                st = states[s]
+                if current is not st:
+                    if current is not None:
+                        current.bar.close()
+                    current = st
+                    st.bar = tqdm(total=len(st.mine), desc=f"I3D {st.vset.label}", unit="video",
+                                  disable=not progress or rank != 0)
+                pending: list[_Prepared] = []
+                for rec in prepared:
+                    if rec.bad is not None:
+                        st.bad.append((rec.idx, st.vset.items[rec.idx].name, rec.bad))
+                        st.bar.update(1)
+                        continue
+                    if rec.cached is not None:
+                        st.feats[rec.idx], st.sizes[rec.idx] = rec.cached
+                        st.hits += 1
+                        st.bar.update(1)
+                        continue
+                    st.sizes[rec.idx] = rec.size
+                    if not skip_bad and any(other.bad for other in states):
+                        st.bar.update(1)
+                        continue  # the run will fail: keep scanning to name every bad file, skip the compute
+                    pending.append(rec)
+                if pending:
+                    if resize_on_worker:
+                        out = _forward(model, torch.stack([rec.x for rec in pending]))
+                    else:
+                        out = _embed_batch(model, [rec.clip for rec in pending], resize_method)
+                    for rec, f in zip(pending, out):
+                        st.feats[rec.idx] = f
+                        if rec.key is not None:
+                            _cache_store(cache, rec.key, f, rec.size)
+                    st.bar.update(len(pending))
+    finally:
+        if current is not None:
+            current.bar.close()
 
-    if world > 1:
-        gathered = dist.gather((feats, sizes, bad, hits))
-        feats, sizes, bad, hits = {}, {}, [], 0
-        for f, s, b, h in gathered:
-            feats.update(f)
-            sizes.update(s)
-            bad.extend(b)
-            hits += h
-    bad.sort()
-    if bad and not skip_bad:
-        lines = "\n".join(f"  {name}: {reason}" for _, name, reason in bad)
-        raise BadVideosError(
-            f"{len(bad)} of {len(vset)} {vset.label} videos cannot be used (pass --skip-bad / skip_bad=True "
-            f"to leave them out and report them):\n{lines}"
-        )
-    order = sorted(feats)
-    if not order:
-        raise InputSetError(f"{vset.label}: no usable videos in {vset.description}")
-    return FeatureSet(
-        features=np.stack([feats[i] for i in order]).astype(np.float32),
-        names=[vset.items[i].name for i in order],
-        bad=[(name, reason) for _, name, reason in bad],
-        source_sizes=sorted({sizes[i] for i in order if i in sizes}),
-        cache_hits=hits,
-        shard_size=len(mine),
-    )
+    results = []
+    for st in states:
+        feats, sizes, bad, hits = st.feats, st.sizes, st.bad, st.hits
+        if world > 1:
+            gathered = dist.gather((feats, sizes, bad, hits))
+            feats, sizes, bad, hits = {}, {}, [], 0
+            for f, sz, b, h in gathered:
+                feats.update(f)
+                sizes.update(sz)
+                bad.extend(b)
+                hits += h
+        bad.sort()
+        results.append((st, feats, sizes, bad, hits))
+    out_sets = []
+    for st, feats, sizes, bad, hits in results:
+        vset = st.vset
+        if bad and not skip_bad:
+            lines = "\n".join(f"  {name}: {reason}" for _, name, reason in bad)
+            raise BadVideosError(
+                f"{len(bad)} of {len(vset)} {vset.label} videos cannot be used (pass --skip-bad / skip_bad=True "
+                f"to leave them out and report them):\n{lines}"
+            )
+        order = sorted(feats)
+        if not order:
+            raise InputSetError(f"{vset.label}: no usable videos in {vset.description}")
+        out_sets.append(FeatureSet(
+            features=np.stack([feats[i] for i in order]).astype(np.float32),
+            names=[vset.items[i].name for i in order],
+            bad=[(name, reason) for _, name, reason in bad],
+            source_sizes=sorted({sizes[i] for i in order if i in sizes}),
+            cache_hits=hits,
+            shard_size=len(st.mine),
+        ))
+    return out_sets
 
 
 def _cache_path(cache: Path, key: str) -> Path:

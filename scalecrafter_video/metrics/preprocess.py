@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_RESIZE",
     "PreprocessError",
     "resize_frames",
+    "preprocess_clip",
     "preprocess_videos",
 ]
 
@@ -65,6 +66,33 @@ def _axis_taps(n_in: int, n_out: int, half_pixel: bool, device) -> tuple[torch.T
     return i0.to(device), i1.to(device), a.to(device)
 
 
+def _resize_planar(planes: torch.Tensor, size: tuple[int, int], half_pixel: bool) -> torch.Tensor:
+    """Bilinear resize of the last two axes of ``(..., height, width)``, float32 result.
+
+    Separable and exact: the horizontal blend ``left + (right - left) a_x`` is computed once per
+    source row the vertical pass reads, then ``top + (bottom - top) a_y``; every output value goes
+    through the same three float32 roundings per axis as the direct four-tap formula, so results
+    are bitwise those of blending the four taps per pixel. Taps are gathered in the input dtype
+    (uint8 is 4x less memory traffic) and converted exactly afterwards.
+    """
+    h_in, w_in = planes.shape[-2], planes.shape[-1]
+    h_out, w_out = size
+    if (h_in, w_in) == (h_out, w_out):
+        return planes.to(torch.float32, copy=True)
+    y0, y1, ay = _axis_taps(h_in, h_out, half_pixel, planes.device)
+    x0, x1, ax = _axis_taps(w_in, w_out, half_pixel, planes.device)
+    rows, where = torch.unique(torch.cat([y0, y1]), return_inverse=True)
+    src = planes.index_select(-2, rows)  # only the rows the vertical pass reads
+    shape = src.shape[:-1] + (w_out,)
+    # gather along the last axis (index_select there is an order of magnitude slower on CPU)
+    left = torch.gather(src, -1, x0.expand(shape)).to(torch.float32)
+    right = torch.gather(src, -1, x1.expand(shape)).to(torch.float32)
+    rowwise = right.sub_(left).mul_(ax).add_(left)  # left + (right - left) * a_x
+    top = rowwise.index_select(-2, where[:h_out])
+    bottom = rowwise.index_select(-2, where[h_out:])
+    return bottom.sub_(top).mul_(ay[:, None]).add_(top)  # top + (bottom - top) * a_y
+
+
 def resize_frames(frames: torch.Tensor, size: tuple[int, int], method: str = DEFAULT_RESIZE) -> torch.Tensor:
     """Bilinear resize of channel-last frames, computed in float32.
 
@@ -78,34 +106,21 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], method: str = DEF
     """
     if method not in ("tf1_legacy", "half_pixel"):
         raise PreprocessError(f"resize_frames: method must be 'tf1_legacy' or 'half_pixel', got {method!r}")
-    x = frames.to(torch.float32)
-    h_in, w_in = x.shape[-3], x.shape[-2]
-    h_out, w_out = size
-    if (h_in, w_in) == (h_out, w_out):
-        return x.clone()
-    half = method == "half_pixel"
-    y0, y1, ay = _axis_taps(h_in, h_out, half, x.device)
-    x0, x1, ax = _axis_taps(w_in, w_out, half, x.device)
-    rows0 = x.index_select(-3, y0)
-    rows1 = x.index_select(-3, y1)
-    ax = ax[:, None]  # broadcast over channels
-    p00, p01 = rows0.index_select(-2, x0), rows0.index_select(-2, x1)
-    p10, p11 = rows1.index_select(-2, x0), rows1.index_select(-2, x1)
-    top = p00 + (p01 - p00) * ax
-    bottom = p10 + (p11 - p10) * ax
-    return top + (bottom - top) * ay[:, None, None]
+    planes = frames.movedim(-1, 0)  # channels first: the taps are gathered along contiguous rows
+    out = _resize_planar(planes, tuple(size), method == "half_pixel")
+    return out.movedim(0, -1).contiguous()
 
 
-def _short_side_center_crop(clip: torch.Tensor, out: int) -> torch.Tensor:
-    """``(T, H, W, C)`` -> ``(T, out, out, C)``: half-pixel resize of the short side to ``out``, centre crop."""
-    h, w = clip.shape[1], clip.shape[2]
+def _short_side_center_crop(planes: torch.Tensor, out: int) -> torch.Tensor:
+    """``(C, T, H, W)`` -> ``(C, T, out, out)``: half-pixel resize of the short side to ``out``, centre crop."""
+    h, w = planes.shape[-2], planes.shape[-1]
     if h <= w:
         nh, nw = out, max(out, int(round(w * out / h)))
     else:
         nh, nw = max(out, int(round(h * out / w))), out
-    resized = resize_frames(clip, (nh, nw), "half_pixel")
+    resized = _resize_planar(planes, (nh, nw), half_pixel=True)
     top, left = (nh - out) // 2, (nw - out) // 2
-    return resized[:, top : top + out, left : left + out, :]
+    return resized[..., top : top + out, left : left + out]
 
 
 def _as_uint8_tensor(video) -> torch.Tensor:
@@ -125,6 +140,33 @@ def _as_uint8_tensor(video) -> torch.Tensor:
             )
         return video
     raise PreprocessError(f"expected a numpy array or torch tensor of frames, got {type(video).__name__}")
+
+
+def preprocess_clip(
+    clip,
+    resize_method: str = DEFAULT_RESIZE,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """One uint8 RGB clip ``(T, H, W, 3)`` (or ``(T, H, W, 1)``) -> float32 ``(3, T, 224, 224)`` in ``[-1, 1]``.
+
+    Exactly one element of :func:`preprocess_videos` (which stacks these): the FVD loader calls it
+    on worker threads, one clip at a time, and the stacked result is bitwise the batched one.
+    """
+    if resize_method not in RESIZE_METHODS:
+        raise PreprocessError(f"unknown resize method {resize_method!r}; choose one of {', '.join(RESIZE_METHODS)}")
+    clip = _as_uint8_tensor(clip)
+    if clip.ndim != 4 or clip.shape[-1] not in (1, 3):
+        raise PreprocessError(f"expected (T, H, W, 3) RGB frames, got shape {tuple(clip.shape)}")
+    if device is not None:
+        clip = clip.to(device)
+    planes = clip.permute(3, 0, 1, 2)  # (C, T, H, W) view: rows contiguous per channel after the row gather
+    if planes.shape[0] == 1:
+        planes = planes.expand(3, *planes.shape[1:])
+    if resize_method == "short_side_center_crop":
+        x = _short_side_center_crop(planes, I3D_SIZE).contiguous()
+    else:
+        x = _resize_planar(planes, (I3D_SIZE, I3D_SIZE), resize_method == "half_pixel")
+    return x.mul_(2.0).div_(255.0).sub_(1.0)  # 2 x / 255 - 1, the same three roundings as the reference
 
 
 def preprocess_videos(
@@ -165,15 +207,5 @@ def preprocess_videos(
             num_frames = clip.shape[0]
         elif clip.shape[0] != num_frames:
             raise PreprocessError(f"video {k} has {clip.shape[0]} frames, the first has {num_frames}; clips must share T")
-        if device is not None:
-            clip = clip.to(device)
-        if clip.shape[-1] == 1:
-            clip = clip.expand(*clip.shape[:-1], 3)
-        if resize_method == "short_side_center_crop":
-            x = _short_side_center_crop(clip, I3D_SIZE)
-        else:
-            x = resize_frames(clip, (I3D_SIZE, I3D_SIZE), resize_method)
-        out.append(x)
-    x = torch.stack(out)  # (N, T, 224, 224, 3) float32 in [0, 255]
-    x = 2.0 * x / 255.0 - 1.0
-    return x.permute(0, 4, 1, 2, 3).contiguous()
+        out.append(preprocess_clip(clip, resize_method, device))
+    return torch.stack(out)
