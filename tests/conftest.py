@@ -35,6 +35,16 @@ DATA = Path(__file__).resolve().parent / "data"
 # spin-waits, and keeps the suite steady on a shared 2-core machine.
 torch.set_num_threads(1)
 
+# diffusers and transformers give their library logger a stream handler on first use, bound to the
+# sys.stderr of that moment. Created inside a test that captures output (capsys), it would keep that
+# test's stream, closed afterwards, and every later warning would print "--- Logging error ---" into
+# whichever test runs then. Creating them here binds them to the session's stderr.
+import diffusers.utils.logging  # noqa: E402
+import transformers.utils.logging  # noqa: E402
+
+diffusers.utils.logging.get_logger("diffusers")
+transformers.utils.logging.get_logger("transformers")
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

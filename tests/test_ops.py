@@ -236,3 +236,14 @@ def test_per_axis_fractional_dilation_matches_hand_computed_reference(d, size):
     w = torch.tensor(k, dtype=torch.float64)[None, None]
     out = _conv(x, w, None, d=d)[0, 0].numpy()
     np.testing.assert_allclose(out, ref, atol=1e-10)
+
+
+def test_dispersed_weight_is_differentiable_after_a_call_under_inference_mode():
+    """The transform's torch copy is cached per dtype/device: made first under inference mode (an
+    inference-mode benchmark, say), it must still serve a later call that autograd records."""
+    transform = dispersion_transform(3, 7, 3, 2, 0.05)  # a transform no other test caches
+    with torch.inference_mode():
+        disperse_weight(torch.randn(2, 2, 3, 3, dtype=torch.float64), transform)
+    weight = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    disperse_weight(weight, transform).sum().backward()
+    assert weight.grad is not None and weight.grad.shape == weight.shape

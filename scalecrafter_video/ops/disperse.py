@@ -124,7 +124,10 @@ def disperse_weight(weight: torch.Tensor, transform: np.ndarray) -> torch.Tensor
     key = (hash(transform.tobytes()), transform.shape, weight.dtype, weight.device)
     rt = _TORCH_CACHE.get(key)
     if rt is None:
-        rt = torch.tensor(np.ascontiguousarray(transform.T), dtype=weight.dtype, device=weight.device)
+        # A normal tensor even when first asked for under torch.inference_mode(): an inference tensor
+        # kept in this cache would break every later call that autograd records.
+        with torch.inference_mode(False):
+            rt = torch.tensor(np.ascontiguousarray(transform.T), dtype=weight.dtype, device=weight.device)
         _TORCH_CACHE[key] = rt
     flat = weight.reshape(*weight.shape[:-2], r * r)
     return (flat @ rt).reshape(*weight.shape[:-2], r_large, r_large)
