@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default <cache>/fvd-features)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--crops", type=_non_negative, default=0,
+                   help="also FVD_c / KVD_c on N native-resolution 224x224 crops per clip (no resize; the same "
+                        "seeded positions for both sets; frames at least 224 on each side)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result and protocol as JSON")
     p.set_defaults(func=run)
 
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
+        crops=args.crops,
         workers=args.workers,
         prefetch=args.prefetch,
     )
@@ -102,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped ({s['set']}): {s['name']}: {s['reason']}", file=sys.stderr)
     print(f"FVD_{result.num_frames}: {result.fvd:.4f}")
     print(f"KVD: {result.kvd:.6g} (unbiased polynomial MMD^2, full sets)")
+    if result.fvd_crops is not None:
+        print(f"FVD_c_{result.num_frames}: {result.fvd_crops:.4f}  KVD_c: {result.kvd_crops:.6g} "
+              f"({result.num_crops} native-resolution 224x224 crops per clip)")
     if result.kvd_subsets_mean is not None:
         print(f"KVD subsets: {result.kvd_subsets_mean:.6g} +- {result.kvd_subsets_std:.6g} ({proto['kvd_subsets']})")
     print(f"N: real {result.num_real}, fake {result.num_fake}; T = {result.num_frames}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +24,7 @@ from ..video_io import (
     read_video,
 )
 
-__all__ = ["BadVideosError", "InputSetError", "VideoSet", "sample_clip"]
+__all__ = ["BadVideosError", "CROP_SIZE", "InputSetError", "VideoSet", "crop_positions", "crop_set", "sample_clip"]
 
 
 class BadVideosError(ScaleCrafterError):
@@ -154,3 +155,51 @@ class VideoSet:
                 f"{self.label}: {folder} holds loose frames; put each video's frames in its own sub-folder"
             )
         return items
+
+
+# --------------------------------------------------------------------------------------------- crops
+CROP_SIZE = 224  # the I3D input: a crop of this size needs no resize at all
+
+
+def crop_positions(count: int, seed: int = 0) -> np.ndarray:
+    """``(count, 2)`` fractional ``(y, x)`` positions in ``[0, 1]`` of the crops' top-left corners,
+    the same for every set and every video (``top = round(y * (H - 224))``): a fixed seeded grid."""
+    if count < 1:
+        raise InputSetError(f"crops must be a positive number, got {count}")
+    return np.random.default_rng([seed, 224]).random((count, 2))
+
+
+def crop_set(vset: VideoSet, count: int, seed: int = 0) -> VideoSet:
+    """The ``count`` native-resolution ``224 x 224`` crops of every video of ``vset`` as a video set of
+    its own (video-major: all crops of video 0, then of video 1, ...), for FVD_c: the I3D sees the
+    pixels as generated, no resize. A video smaller than 224 on a side is a bad item (named)."""
+    positions = crop_positions(count, seed)
+    out = VideoSet.__new__(VideoSet)
+    out.label, out.ignored = vset.label, list(vset.ignored)
+    out.description = f"{vset.description} ({count} crops of {CROP_SIZE}x{CROP_SIZE}, seed {seed})"
+    lock, last = threading.Lock(), {}
+
+    def load_video(index: int, max_frames: int) -> np.ndarray:
+        # the crops of one video come one after another: decode it once for all of them
+        with lock:
+            if last.get("key") == (index, max_frames):
+                return last["video"]
+        video = vset.items[index].load(max_frames)
+        with lock:
+            last.update(key=(index, max_frames), video=video)
+        return video
+
+    def make(index: int, item, k: int, fy: float, fx: float) -> _Item:
+        def load(max_frames: int) -> np.ndarray:
+            video = load_video(index, max_frames)
+            h, w = video.shape[1:3]
+            if h < CROP_SIZE or w < CROP_SIZE:
+                raise VideoReadError(f"{h}x{w} frames are smaller than the {CROP_SIZE}x{CROP_SIZE} crops of FVD_c")
+            top, left = int(round(fy * (h - CROP_SIZE))), int(round(fx * (w - CROP_SIZE)))
+            return video[:, top:top + CROP_SIZE, left:left + CROP_SIZE]
+
+        return _Item(f"{item.name}#crop{k}", load, lambda: f"{item.digest()}|crop{fy:.9f},{fx:.9f}")
+
+    out.items = [make(i, item, k, float(fy), float(fx))
+                 for i, item in enumerate(vset.items) for k, (fy, fx) in enumerate(positions)]
+    return out
