@@ -304,9 +304,14 @@ class ScaleCrafterConfig:
         return self.method == "attn-sf" or (self.method == "scalecrafter" and self.attn_scale)
 
     @property
+    def has_dilation_table(self) -> bool:
+        """A non-empty main dilation table, at the top level or in any stage."""
+        return bool(self.dilation) or any(stage["dilation"] for stage in self.stages)
+
+    @property
     def uses_redilation(self) -> bool:
-        dilates = bool(self.dilation) or any(stage["dilation"] for stage in self.stages)
-        return self.method == "scalecrafter" and ((self.dilate_tau > 0 and dilates) or self.ndcfg_tau > 0)
+        return self.method == "scalecrafter" and ((self.dilate_tau > 0 and self.has_dilation_table)
+                                                  or self.ndcfg_tau > 0)
 
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
@@ -398,8 +403,7 @@ class ScaleCrafterConfig:
             raise ConfigError(f"{source}: {exc}") from None
         if (
             cfg.method == "scalecrafter"
-            and not cfg.dilation
-            and not any(stage["dilation"] for stage in cfg.stages)
+            and not cfg.has_dilation_table
             and cfg.ndcfg_tau == 0
             and not cfg.disperse
         ):

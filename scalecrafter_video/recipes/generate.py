@@ -91,6 +91,22 @@ def method_label(config: ScaleCrafterConfig, lr_guidance: float | None = None) -
     return f"{name} + LR" if lr_guidance is not None else name
 
 
+def check_request(*, prompt: str, out, overwrite: bool = False, negative_prompt: str | None = None,
+                  chunk_size: int | None = None, tile_size: int | None = None, **numbers) -> Path:
+    """Everything about a request that needs no model: the texts, every number (``numbers``: height,
+    width, frames, steps, guidance, eta, fps, seed; ``None`` = the model's), the decode options and
+    the output location (with the killed-run sweep). Returns the output path."""
+    from .inputs import check_sampling_numbers, check_text
+
+    check_text(prompt)
+    check_text(negative_prompt, "--negative-prompt")
+    check_sampling_numbers(**numbers, negative_prompt=negative_prompt)
+    for key, value in (("chunk_size", chunk_size), ("tile_size", tile_size)):
+        if value is not None and value < 1:
+            raise ScaleCrafterError(f"--{key.replace('_', '-')} must be a positive integer, got {value}")
+    return prepare_output(out, overwrite=overwrite)
+
+
 def prepare_output(out, *, overwrite: bool = False) -> Path:
     """Check ``out`` and its sidecar before anything is loaded, and sweep a killed run's temporaries."""
     from ..export import check_output_path, sweep_stale_temporaries
@@ -129,17 +145,13 @@ def run_generation(pipe, *, prompt: str, out, model_name=None, negative_prompt: 
     are recorded in the sidecar (default: those of the UNet's weights).
     """
     from ..export import check_free_space, side_by_side, write_json, write_video
-    from .inputs import check_model_inputs, check_sampling_numbers, check_text, family_name
+    from .inputs import check_model_inputs, check_sampling_numbers, family_name
+    from .sidecar import run_record, weights_placement
 
     started = time.perf_counter() if started is None else started
-    check_text(prompt)
-    check_text(negative_prompt, "--negative-prompt")
-    check_sampling_numbers(height=height, width=width, frames=frames, steps=steps, guidance=guidance, eta=eta, fps=fps,
-                           seed=seed, negative_prompt=negative_prompt)
-    for key, value in (("chunk_size", chunk_size), ("tile_size", tile_size)):
-        if value is not None and value < 1:
-            raise ScaleCrafterError(f"--{key.replace('_', '-')} must be a positive integer, got {value}")
-    out_path = prepare_output(out, overwrite=overwrite)
+    out_path = check_request(prompt=prompt, out=out, overwrite=overwrite, negative_prompt=negative_prompt,
+                             chunk_size=chunk_size, tile_size=tile_size, height=height, width=width, frames=frames,
+                             steps=steps, guidance=guidance, eta=eta, fps=fps, seed=seed)
     options = dict(options or {})
     check_model_inputs(pipe, image, options)
     check_sampling_numbers(steps=steps,
@@ -164,15 +176,14 @@ def run_generation(pipe, *, prompt: str, out, model_name=None, negative_prompt: 
         video = side_by_side([baseline, video], labels=["Direct-Inf", method_label(config, lr_guidance)])
     fps = pipe.defaults.get("fps", 8) if fps is None else fps
     written = write_video(video, out_path, fps=fps, overwrite=overwrite)
-    from .sidecar import run_record
-
+    placement = weights_placement(pipe)
     record = run_record(
         prompt=prompt, negative_prompt=negative_prompt, seed=seed, model=model_name, family=family_name(pipe),
         height=height, width=width, frames=int(video.shape[0]), fps=fps,
         steps=pipe.defaults.get("num_inference_steps") if steps is None else steps,
         guidance=pipe.defaults.get("guidance_scale") if guidance is None else guidance,
-        eta=pipe.defaults.get("eta") if eta is None else eta, dtype=dtype or _unet_attr(pipe, "dtype"),
-        device=device or _unet_attr(pipe, "device"),
+        eta=pipe.defaults.get("eta") if eta is None else eta, dtype=dtype or placement["dtype"],
+        device=device or placement["device"],
         config=config.to_dict(), seconds=round(time.perf_counter() - started, 2),
         compare=compare, lr_guidance=lr_guidance, image=None if image_path is None else str(image_path),
         motion_adapter=None if motion_adapter is None else str(motion_adapter), options=options,
@@ -180,11 +191,6 @@ def run_generation(pipe, *, prompt: str, out, model_name=None, negative_prompt: 
     )
     sidecar = write_json(Path(str(written) + ".json"), record, overwrite=overwrite)
     return GenerationResult(written, sidecar, record, video, config)
-
-
-def _unet_attr(pipe, name: str) -> str:
-    param = next(iter(getattr(pipe, "unet").parameters()), None)
-    return str(getattr(param, name)) if param is not None else "unknown"
 
 
 def generate_video(*, model, prompt: str, out, device: str = "auto", dtype: str = "auto", model_config=None,
@@ -202,14 +208,12 @@ def generate_video(*, model, prompt: str, out, device: str = "auto", dtype: str 
     """
     from ..pipelines import load_pipeline
     from ..runtime import resolve_device, resolve_dtype
-    from .inputs import check_sampling_numbers, check_text, load_image
+    from .inputs import load_image
 
     started = time.perf_counter()
-    check_text(prompt)
-    check_text(kwargs.get("negative_prompt"), "--negative-prompt")
-    numbers = {k: kwargs.get(k) for k in ("height", "width", "frames", "steps", "guidance", "eta", "fps", "seed")}
-    check_sampling_numbers(**numbers, negative_prompt=kwargs.get("negative_prompt"))
-    prepare_output(out, overwrite=overwrite)
+    request = {k: kwargs.get(k) for k in ("negative_prompt", "chunk_size", "tile_size", "height", "width", "frames",
+                                          "steps", "guidance", "eta", "fps", "seed")}
+    check_request(prompt=prompt, out=out, overwrite=overwrite, **request)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     schedule = explicit_config(config=config, preset=preset, method=method)

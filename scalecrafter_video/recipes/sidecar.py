@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from ..runtime import versions
 
-__all__ = ["SCHEMA", "run_record"]
+__all__ = ["SCHEMA", "run_record", "weights_placement"]
 
 SCHEMA = "scalecrafter-video/run/v1"
+
+
+def weights_placement(pipe) -> dict:
+    """``{"device", "dtype"}`` of the UNet's weights, as strings (``"unknown"`` without parameters)."""
+    param = next(iter(pipe.unet.parameters()), None) if getattr(pipe, "unet", None) is not None else None
+    return {"device": str(param.device) if param is not None else "unknown",
+            "dtype": str(param.dtype) if param is not None else "unknown"}
 
 
 def run_record(*, prompt: str, seed: int, model, height: int, width: int, frames: int, fps: float, steps, guidance,

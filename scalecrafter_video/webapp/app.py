@@ -58,12 +58,11 @@ def render_video(pipe, config, prompt: str, seed: int, lr_guidance=None, **call)
 
 def run_record(pipe, **fields) -> dict:
     """The project's one sidecar record; eta, dtype and device are the pipeline's."""
-    from ..recipes.sidecar import run_record as record
+    from ..recipes.sidecar import run_record as record, weights_placement
 
-    param = next(iter(pipe.unet.parameters()), None) if getattr(pipe, "unet", None) is not None else None
     fields.setdefault("eta", pipe.defaults.get("eta"))
-    fields.setdefault("dtype", str(param.dtype) if param is not None else "unknown")
-    fields.setdefault("device", str(param.device) if param is not None else "unknown")
+    for key, value in weights_placement(pipe).items():
+        fields.setdefault(key, value)
     return record(**fields)
 
 
