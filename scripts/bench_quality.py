@@ -20,6 +20,13 @@ Methods (cumulative from "ScaleCrafter"):
   ndcfg         + noise-damped CFG (needs guidance > 1 to have any effect)
   disperse      + dispersed convolution
   lr            + low-resolution guidance (re-noise the upsampled native sample, finish with ndcfg config)
+  tuned         re-dilation with the schedule `scalecrafter-video tune` found for the size (the paper's
+                noise-estimation search on ground-truth scenes; searched once per size and kept in
+                <out>.tuned/HxW.yaml, which later runs reuse), no ndcfg: compare it with `scalecrafter`
+
+With the I3D weights, FVD_c / KVD_c are I3D on --crops crops per clip at the model's training
+resolution (the patch-FID rule: the demo's frames are far below I3D's 224), the same seeded
+positions for generated and ground-truth clips.
 
     python scripts/bench_quality.py --videos 64                   # full grid
     python scripts/bench_quality.py --videos 8 --sizes 64x64      # a quick look
@@ -69,6 +76,7 @@ METHODS = {
     "ndcfg": "+ ndcfg",
     "disperse": "+ dispersion",
     "lr": "+ LR guidance",
+    "tuned": "tuned schedule",
 }
 METRICS = [
     ("one_object_rate", "one-object frames", "%", True),
@@ -80,7 +88,9 @@ METRICS = [
     ("temporal_stability", "temporal stab.", "%", True),
     ("direction_accuracy", "direction acc", "%", True),
     ("fvd", "FVD", "", False),
+    ("fvd_crops", "FVD_c", "", False),
     ("kvd", "KVD", "", False),
+    ("kvd_crops", "KVD_c", "", False),
 ]
 
 
@@ -89,7 +99,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--model", help="model folder (default: the embedded models/shapes-t2v)")
     p.add_argument("--videos", type=int, default=64, help="videos per cell (default 64)")
-    p.add_argument("--sizes", default="32x32,64x64,128x128,32x96", help="HxW list (default: 1x, 4x, 16x, 3:1)")
+    p.add_argument("--sizes", default="32x32,64x64,128x128,32x96,36x64",
+                   help="HxW list (default: 1x, 4x, 16x, 3:1 and 16:9-class)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     p.add_argument("--steps", type=int, help="DDIM steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="CFG scale (default: the model's)")
@@ -100,6 +111,11 @@ def parse_args(argv=None):
     p.add_argument("--fvd", choices=("auto", "on", "off"), default="auto",
                    help="FVD/KVD to ground truth: auto = when I3D weights are available offline (default)")
     p.add_argument("--i3d-weights", help="I3D weights (see `scalecrafter-video fvd --help`)")
+    p.add_argument("--crops", type=int, default=4,
+                   help="FVD_c: crops per clip at the training resolution (default 4; 0 = no FVD_c)")
+    p.add_argument("--tune-scenes", type=int, default=8,
+                   help="tuned: ground-truth scenes the search measures on (default 8)")
+    p.add_argument("--tune-buckets", type=int, default=5, help="tuned: trajectory buckets (default 5)")
     p.add_argument("--out", default="outputs/bench_quality", help="output stem (.md and .json are added)")
     return p.parse_args(argv)
 
@@ -154,8 +170,26 @@ def load_fvd_model(mode: str, weights):
     return load_i3d(weights=path, device=device, optimize=True)
 
 
-def configs_for(method, pipe, size, levels):
-    """The ScaleCrafter config of a method at a size (None for the bicubic baseline)."""
+def tuned_config(pipe, size, steps, tuned_dir: Path, scenes: int, buckets: int, seed: int) -> ScaleCrafterConfig:
+    """The searched schedule of a size: read from ``tuned_dir/HxW.yaml``, searched (and saved) if absent.
+    ndcfg is switched off so that the row compares with the automatic re-dilation row."""
+    from scalecrafter_video.atomic import write_text_atomic
+    from scalecrafter_video.recipes.tune import load_references, measured_table, tune_schedule
+
+    path = tuned_dir / f"{size[0]}x{size[1]}.yaml"
+    if not path.is_file():
+        tuned_dir.mkdir(parents=True, exist_ok=True)
+        clips, prompts = load_references(f"scenes:{scenes}", *size, pipe.defaults["num_frames"], seed=seed)
+        result = tune_schedule(pipe, clips, prompts, buckets=buckets, num_steps=steps, seed=seed,
+                               state_path=path.with_suffix(".tune.json"), progress=False)
+        tqdm.write(f"tuned {size[0]}x{size[1]}:\n{measured_table(result)}")
+        write_text_atomic(path, result.config.to_yaml())
+    return ScaleCrafterConfig.from_yaml(path).replace(ndcfg_tau=0.0, ndcfg_dilation={})
+
+
+def configs_for(method, pipe, size, levels, tuned=None):
+    """The ScaleCrafter config of a method at a size (None for the bicubic baseline); ``tuned``
+    builds the searched one."""
     auto = lambda **kw: ScaleCrafterConfig.auto(pipe.train_size, size, num_levels=levels, vae_scale_factor=1, **kw)  # noqa: E731
     builders = {  # built lazily: dispersion refuses a size whose layers are all per-axis
         "direct": lambda: auto(method="direct"),
@@ -165,6 +199,7 @@ def configs_for(method, pipe, size, levels):
         "ndcfg": lambda: auto(ndcfg=True),
         "disperse": lambda: auto(ndcfg=True, disperse=True),
         "lr": lambda: auto(ndcfg=True),
+        "tuned": tuned,
     }
     return builders[method]()
 
@@ -223,8 +258,15 @@ def write_outputs(stem: Path, results: dict, meta: dict) -> None:
                 extra += f"; dispersion on {c['disperse']}"
             lines.append(f"- {size_key}: dilation {c['dilation']}, tau {c['dilate_tau']}, "
                          f"progressive {c['progressive']}{extra}")
+    for size_key, cells in results.items():
+        c = (cells.get("tuned") or {}).get("config")
+        if c:
+            stages = "; ".join(f"until {st['until']}: {st['dilation'] or 'none (Direct-Inf)'}" for st in c["stages"])
+            lines.append(f"- {size_key}, tuned: {stages or 'Direct-Inf throughout'}")
     if meta.get("fvd"):
         lines += ["", f"FVD/KVD: {meta['fvd']}"]
+    if meta.get("fvd_crops"):
+        lines += ["", meta["fvd_crops"]]
     lines.append("")
     stem.with_suffix(".md").write_text("\n".join(lines))
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
@@ -234,8 +276,14 @@ def settings_tag(fingerprint, videos, steps, guidance, seed) -> str:
     return f"m{fingerprint}-n{videos}-s{steps}-g{guidance}-seed{seed}"
 
 
-def cell_key(size_key, method, tag, lr_fraction) -> str:
-    return f"{size_key}-{method}-{tag}" + (f"-lr{lr_fraction}" if method == "lr" else "")
+def cell_key(size_key, method, tag, lr_fraction, tuned_dir: Path | None = None) -> str:
+    """A cell's cache name; a tuned cell is keyed by its schedule file too (a new search, new cells)."""
+    key = f"{size_key}-{method}-{tag}" + (f"-lr{lr_fraction}" if method == "lr" else "")
+    if method == "tuned":
+        schedule = (tuned_dir or Path("-")) / f"{size_key}.yaml"
+        digest = hashlib.sha256(schedule.read_bytes()).hexdigest()[:8] if schedule.is_file() else "none"
+        key += f"-t{digest}"
+    return key
 
 
 def ground_truth_videos(prompts, size, frames, seed) -> np.ndarray:
@@ -245,7 +293,7 @@ def ground_truth_videos(prompts, size, frames, seed) -> np.ndarray:
     return to_uint8(render_batch(scenes, *size, frames))
 
 
-def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fraction) -> dict:
+def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fraction, tuned_dir=None) -> dict:
     """Every cached cell of this model and these sampling settings, any number of videos (the
     largest wins), by size (by pixel count) and method: separate runs add up to one table."""
     found: dict = {}
@@ -255,7 +303,7 @@ def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fract
             continue
         size_key, method, videos = match.group(1), match.group(2), int(match.group(3))
         tag = settings_tag(fingerprint, videos, steps, guidance, seed)
-        if method not in METHODS or f.stem != cell_key(size_key, method, tag, lr_fraction):
+        if method not in METHODS or f.stem != cell_key(size_key, method, tag, lr_fraction, tuned_dir):
             continue
         best = found.setdefault(size_key, {}).get(method)
         if best is None or best[0] < videos:
@@ -270,7 +318,8 @@ def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fract
                 gt = cache / f"{cell_key(size_key, 'gt', tag, None)}.json"
                 if gt.is_file() and "ground truth" not in out[size_key]:
                     out[size_key]["ground truth"] = json.loads(gt.read_text())
-                out[size_key][method] = json.loads((cache / f"{cell_key(size_key, method, tag, lr_fraction)}.json").read_text())
+                key = cell_key(size_key, method, tag, lr_fraction, tuned_dir)
+                out[size_key][method] = json.loads((cache / f"{key}.json").read_text())
     return out
 
 
@@ -299,6 +348,7 @@ def main(argv=None):
     stem.parent.mkdir(parents=True, exist_ok=True)
     cache = Path(str(stem) + ".cells")
     cache.mkdir(exist_ok=True)
+    tuned_dir = Path(str(stem) + ".tuned")
     tag = settings_tag(fingerprint, args.videos, steps, guidance, args.seed)
     meta = dict(model=str(args.model or "models/shapes-t2v"), model_fingerprint=fingerprint,
                 train_size=list(pipe.train_size), videos=args.videos, frames=frames, steps=steps,
@@ -309,13 +359,23 @@ def main(argv=None):
                        f"TF1-legacy resize to 224x224, {args.videos} generated vs {args.videos} ground-truth videos "
                        "at the target size; with so few videos FVD is biased upwards, so compare rows, not papers")
 
+    crop = min(pipe.train_size)
+    if i3d is not None and args.crops:
+        meta["fvd_crops"] = (f"FVD_c/KVD_c: the same I3D on {args.crops} crops of {crop}x{crop} (the training "
+                             "resolution) per clip, each resized to 224x224 like a frame, at seeded positions "
+                             "shared by generated and ground-truth clips")
+
     def score_fvd(cell, videos, gt):
-        if i3d is None or "fvd" in cell["summary"]:
+        want_crops = bool(args.crops) and "fvd_crops" not in cell["summary"]
+        if i3d is None or ("fvd" in cell["summary"] and not want_crops):
             return False
         from scalecrafter_video.metrics import compute_fvd
 
-        r = compute_fvd(fvd_frames(gt), fvd_frames(videos), num_frames=16, model=i3d, progress=False)
+        r = compute_fvd(fvd_frames(gt), fvd_frames(videos), num_frames=16, model=i3d, progress=False,
+                        crops=args.crops, crop_size=crop, seed=args.seed)
         cell["summary"]["fvd"], cell["summary"]["kvd"] = r.fvd, r.kvd
+        if args.crops:
+            cell["summary"]["fvd_crops"], cell["summary"]["kvd_crops"] = r.fvd_crops, r.kvd_crops
         return True
 
     bar = tqdm(total=len(sizes) * len(methods) * args.videos, desc="bench", unit="video", dynamic_ncols=True)
@@ -328,8 +388,9 @@ def main(argv=None):
         if score_fvd(gt_cell, gt, gt) or not gt_file.is_file():  # FVD(X, X) = 0 checks the wiring
             gt_file.write_text(json.dumps(gt_cell) + "\n")
         for method in methods:
-            config = configs_for(method, pipe, size, levels)
-            key = cell_key(size_key, method, tag, args.lr_fraction)
+            config = configs_for(method, pipe, size, levels, tuned=lambda: tuned_config(
+                pipe, size, steps, tuned_dir, args.tune_scenes, args.tune_buckets, args.seed))
+            key = cell_key(size_key, method, tag, args.lr_fraction, tuned_dir)
             cell_file, video_file = cache / f"{key}.json", cache / f"{key}.npz"
             if cell_file.is_file() and video_file.is_file():
                 cell = json.loads(cell_file.read_text())
@@ -354,9 +415,9 @@ def main(argv=None):
             score_fvd(cell, videos, gt)
             np.savez_compressed(video_file, videos=videos)
             cell_file.write_text(json.dumps(cell) + "\n")
-            write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction), meta)
+            write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction, tuned_dir), meta)
     bar.close()
-    write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction), meta)
+    write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction, tuned_dir), meta)
     print(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
     return 0
 

@@ -59,6 +59,14 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2; use 1 on a busy machine)")
     p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--init-from", help="start from the weights of an exported demo model folder (a warm start; "
+                   "the model card records it)")
+    p.add_argument("--high-noise", type=float, default=0.0,
+                   help="fraction of each batch whose timesteps are drawn from [400, 1000) instead of [0, 1000): "
+                        "layout, shape and motion are decided at high noise, so a warm start spends its steps there")
+    p.add_argument("--probe-every", type=int, default=250,
+                   help="every N steps, log how much the prompt's colour / shape / direction words lower the "
+                        "EMA model's loss (0 = never)")
     p.add_argument("--export-only", action="store_true", help="export the latest checkpoint and exit")
     p.add_argument("--card-note", default="", help="extra paragraph for the model card (e.g. how the run was resumed)")
     return p.parse_args(argv)
@@ -83,7 +91,58 @@ def make_batch(step: int, args, tokenizer):
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     noise = torch.randn(x0.shape, generator=gen)
     t = torch.randint(0, 1000, (args.batch,), generator=gen)
+    high = torch.rand(args.batch, generator=gen) < args.high_noise
+    t = torch.where(high, 400 + t * 600 // 1000, t)
     return x0, ids, noise, t, int(rng.integers(2**62))
+
+
+PROBE_T = (500, 700, 850)
+PROBE_SCENES = 24
+
+
+def make_probe(tokenizer):
+    """A fixed held-out set for :func:`text_gaps`: scenes, their noised frames at ``PROBE_T`` and the
+    token ids of the true prompt, of the prompt with one word swapped, and of the empty prompt."""
+    from scalecrafter_video.demo.scenes import COLOURS, DIRECTIONS, SHAPES
+
+    rng = np.random.default_rng([987654321])
+    scenes = [sample_scene(rng, FRAMES) for _ in range(PROBE_SCENES)]
+    x0 = torch.from_numpy(render_batch(scenes, *TRAIN_SIZE, FRAMES)).permute(0, 4, 1, 2, 3).contiguous() * 2 - 1
+    gen = torch.Generator().manual_seed(987654321)
+    noise = torch.randn((len(PROBE_T),) + tuple(x0.shape), generator=gen)
+
+    def other(options, value):  # the next option round the list: always a different word
+        options = list(options)
+        return options[(options.index(value) + 1) % len(options)]
+
+    variants = {
+        "true": [s.prompt for s in scenes],
+        "colour": [f"a {other(COLOURS, s.colour)} {s.shape} moving {s.direction}" for s in scenes],
+        "shape": [f"a {s.colour} {other(SHAPES, s.shape)} moving {s.direction}" for s in scenes],
+        "direction": [f"a {s.colour} {s.shape} moving {other(DIRECTIONS, s.direction)}" for s in scenes],
+        "empty": [""] * len(scenes),
+    }
+    ids = {k: tokenizer(v, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
+           for k, v in variants.items()}
+    return x0, noise, ids
+
+
+@torch.no_grad()
+def text_gaps(unet, text, probe, alphas_cumprod) -> dict:
+    """How much each prompt word lowers the loss: ``loss(word swapped) / loss(true prompt) - 1`` per
+    word, and the same for the empty prompt, averaged over ``PROBE_T``. Near 0 means the model
+    ignores that word (shape and direction of demo model v1 were at chance)."""
+    x0, noise, ids = probe
+    losses = {k: 0.0 for k in ids}
+    for i, t in enumerate(PROBE_T):
+        a = alphas_cumprod[t]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise[i]
+        target = a.sqrt() * noise[i] - (1 - a).sqrt() * x0
+        tt = torch.full((x0.shape[0],), t)
+        for k, v in ids.items():
+            pred = unet(xt, tt, encoder_hidden_states=text(v)[0]).sample
+            losses[k] += F.mse_loss(pred, target).item() / len(PROBE_T)
+    return {k: round(losses[k] / losses["true"] - 1, 4) for k in losses if k != "true"} | {"loss": round(losses["true"], 5)}
 
 
 def atomic_save(obj, path: Path):
@@ -148,6 +207,21 @@ def export(args, state, tokenizer):
     print(f"exported step {state['step']} to {out} ({size / 1e6:.1f} MB)")
 
 
+def init_weights(unet, text, folder: Path) -> None:
+    """Load an exported demo model's UNet and text encoder weights (a warm start)."""
+    from safetensors.torch import load_file
+
+    for model, sub in ((unet, "unet"), (text, "text_encoder")):
+        files = sorted((folder / sub).glob("*.safetensors"))
+        if not files:
+            sys.exit(f"error: --init-from {folder}: no {sub}/*.safetensors; pass an exported demo model folder")
+        missing, unexpected = model.load_state_dict(load_file(files[0]), strict=False)
+        if unexpected:
+            sys.exit(f"error: --init-from {folder}: {sub} has weights this network lacks: {unexpected[:3]}")
+        if missing:
+            print(f"--init-from: {len(missing)} {sub} tensors are new and keep their initialisation")
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -174,6 +248,9 @@ def main(argv=None):
         state = ck
         print(f"resumed from {ckpt_path} at step {ck['step']}")
     else:
+        if args.init_from:
+            init_weights(unet, text, Path(args.init_from))
+            print(f"initialised from {args.init_from}")
         state["ema_unet"] = {k: v.detach().clone() for k, v in unet.state_dict().items()}
         state["ema_text"] = {k: v.detach().clone() for k, v in text.state_dict().items()}
     if args.export_only:
@@ -193,6 +270,10 @@ def main(argv=None):
                        args=vars(args))
         atomic_save(payload, ckpt_path)
 
+    if args.probe_every:
+        probe = make_probe(tokenizer)
+        probe_unet = build_unet(seed=args.seed).eval()
+        probe_text = build_text_encoder(len(tokenizer), seed=args.seed).eval()
     bar = tqdm(total=args.steps, initial=state["step"], desc="train", unit="step", dynamic_ncols=True)
     smooth = None
     t_last = time.time()
@@ -228,6 +309,13 @@ def main(argv=None):
         smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr_at(step, args):.1e}", min=f"{state['elapsed'] / 60:.1f}")
+        if args.probe_every and (state["step"] % args.probe_every == 0 or state["step"] == args.steps):
+            probe_unet.load_state_dict(state["ema_unet"])
+            probe_text.load_state_dict(state["ema_text"])
+            gaps = text_gaps(probe_unet, probe_text, probe, alphas_cumprod)
+            state.setdefault("probes", []).append([state["step"], gaps])
+            tqdm.write(f"step {state['step']}: word gaps {gaps}")
+            t_last = time.time()  # probing is not training time
         if state["step"] % args.save_every == 0 or state["step"] == args.steps:
             save()
             t_last = time.time()  # checkpoint writing is not training time

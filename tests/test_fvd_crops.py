@@ -50,3 +50,21 @@ def test_crops_need_frames_of_at_least_224(weights, videos, tmp_path, capsys):
                  "--no-cache", "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "smaller than the 224x224 crops" in err
+
+
+def test_small_crops_slice_the_native_pixels_and_the_cli_takes_their_size(weights, videos, tmp_path, capsys):
+    # patch-FID's rule for small models: crops at the training resolution, each resized to 224 like a frame
+    clips = videos.random(2, T, 64, 96, seed=6)
+    crops = crop_set(VideoSet(clips), 2, seed=3, size=32)
+    for k, (fy, fx) in enumerate(crop_positions(2, seed=3)):
+        top, left = int(round(fy * 32)), int(round(fx * 64))
+        np.testing.assert_array_equal(crops.items[2 + k].load(T), clips[1, :, top:top + 32, left:left + 32])
+    path = tmp_path / "clips.npy"
+    np.save(path, clips)
+    code = main(["fvd", str(path), str(path), "--num-frames", str(T), "--i3d-weights", str(weights), "--crops", "2",
+                 "--crop-size", "32", "--no-cache", "--no-progress", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0 and "2 native-resolution 32x32 crops per clip" in out and "FVD_c_9: 0.0000" in out
+    code = main(["fvd", str(path), str(path), "--num-frames", str(T), "--i3d-weights", str(weights), "--crops", "2",
+                 "--crop-size", "80", "--no-cache", "--no-progress", "--device", "cpu"])
+    assert code == 2 and "smaller than the 80x80 crops" in capsys.readouterr().err

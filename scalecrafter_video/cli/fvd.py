@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crops", type=_non_negative, default=0,
                    help="also FVD_c / KVD_c on N native-resolution 224x224 crops per clip (no resize; the same "
                         "seeded positions for both sets; frames at least 224 on each side)")
+    p.add_argument("--crop-size", type=_positive, default=224, metavar="PX",
+                   help="side of the FVD_c crops (default 224: the I3D sees the pixels as generated; a smaller "
+                        "size, e.g. the model's training resolution as in patch-FID, is resized to 224)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result and protocol as JSON")
     p.set_defaults(func=run)
 
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
         crops=args.crops,
+        crop_size=args.crop_size,
         workers=args.workers,
         prefetch=args.prefetch,
     )
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"KVD: {result.kvd:.6g} (unbiased polynomial MMD^2, full sets)")
     if result.fvd_crops is not None:
         print(f"FVD_c_{result.num_frames}: {result.fvd_crops:.4f}  KVD_c: {result.kvd_crops:.6g} "
-              f"({result.num_crops} native-resolution 224x224 crops per clip)")
+              f"({result.num_crops} native-resolution {result.crop_size}x{result.crop_size} crops per clip)")
     if result.kvd_subsets_mean is not None:
         print(f"KVD subsets: {result.kvd_subsets_mean:.6g} +- {result.kvd_subsets_std:.6g} ({proto['kvd_subsets']})")
     print(f"N: real {result.num_real}, fake {result.num_fake}; T = {result.num_frames}"

@@ -45,9 +45,10 @@ class FVDResult:
     kvd_subsets_mean: float | None = None
     kvd_subsets_std: float | None = None
     skipped: list = field(default_factory=list)
-    fvd_crops: float | None = None  # FVD_c: on native-resolution 224x224 crops (``crops`` > 0)
+    fvd_crops: float | None = None  # FVD_c: on native-resolution crops (``crops`` > 0, side ``crop_size``)
     kvd_crops: float | None = None
     num_crops: int = 0
+    crop_size: int = 224
 
     @property
     def n(self) -> tuple[int, int]:
@@ -80,6 +81,7 @@ def compute_fvd(
     workers: int | None = None,
     prefetch: int = 2,
     crops: int = 0,
+    crop_size: int = 224,
 ) -> FVDResult:
     """FVD and KVD between a real and a generated set (and FVD_c / KVD_c on native-resolution crops).
 
@@ -99,7 +101,9 @@ def compute_fvd(
         crops: if > 0, also FVD_c and KVD_c: the I3D on ``crops`` native-resolution 224x224 crops of
             every clip (no resize, so high-resolution detail is seen), at a fixed grid of positions
             seeded by ``seed`` and identical for both sets (:func:`~.inputs.crop_set`); frames must
-            be at least 224 on each side.
+            be at least ``crop_size`` on each side.
+        crop_size: side of the crops (default 224, the I3D input: no resize). A smaller size, e.g. a
+            model's training resolution as in patch-FID, is resized to 224 like a whole frame.
         workers, prefetch: loader threads that decode (and, on the CPU, resize) ahead of the
             network, and how many batches they may run ahead (memory bound); ``workers=None``:
             2 next to a CPU network, up to 8 for an accelerator; ``0``: no threads. The features
@@ -143,7 +147,7 @@ def compute_fvd(
         if crops > 0:
             from .inputs import VideoSet, crop_set
 
-            sets = [crop_set(VideoSet(src, label=lab, max_videos=max_videos), crops, seed)
+            sets = [crop_set(VideoSet(src, label=lab, max_videos=max_videos), crops, seed, crop_size)
                     for src, lab in ((real, "real"), (fake, "fake"))]
             crop_features = embed_video_sets(sets, labels=["real crops", "fake crops"], **common)
         fvd = frechet_distance(fr.features, ff.features)
@@ -188,14 +192,16 @@ def compute_fvd(
         ]
         if crop_features is not None:
             cr, cf = crop_features
-            protocol["crops"] = (f"FVD_c: {crops} native-resolution 224x224 crops per clip (no resize) at fractional "
-                                 f"positions seeded by {seed}, the same for real and fake")
+            how = "no resize" if crop_size == 224 else "each resized to 224x224 like a frame"
+            protocol["crops"] = (f"FVD_c: {crops} native-resolution {crop_size}x{crop_size} crops per clip ({how}) at "
+                                 f"fractional positions seeded by {seed}, the same for real and fake")
         return FVDResult(
             fvd=fvd, kvd=kvd, num_real=len(fr.features), num_fake=len(ff.features), num_frames=num_frames,
             protocol=protocol, kvd_subsets_mean=kvd_mean, kvd_subsets_std=kvd_std, skipped=skipped,
             fvd_crops=None if crop_features is None else frechet_distance(cr.features, cf.features),
             kvd_crops=None if crop_features is None else kernel_distance(cr.features, cf.features),
             num_crops=crops,
+            crop_size=crop_size,
         )
     finally:
         group.close()

@@ -163,20 +163,25 @@ CROP_SIZE = 224  # the I3D input: a crop of this size needs no resize at all
 
 def crop_positions(count: int, seed: int = 0) -> np.ndarray:
     """``(count, 2)`` fractional ``(y, x)`` positions in ``[0, 1]`` of the crops' top-left corners,
-    the same for every set and every video (``top = round(y * (H - 224))``): a fixed seeded grid."""
+    the same for every set and every video (``top = round(y * (H - size))``): a fixed seeded grid."""
     if count < 1:
         raise InputSetError(f"crops must be a positive number, got {count}")
     return np.random.default_rng([seed, 224]).random((count, 2))
 
 
-def crop_set(vset: VideoSet, count: int, seed: int = 0) -> VideoSet:
-    """The ``count`` native-resolution ``224 x 224`` crops of every video of ``vset`` as a video set of
-    its own (video-major: all crops of video 0, then of video 1, ...), for FVD_c: the I3D sees the
-    pixels as generated, no resize. A video smaller than 224 on a side is a bad item (named)."""
+def crop_set(vset: VideoSet, count: int, seed: int = 0, size: int = CROP_SIZE) -> VideoSet:
+    """The ``count`` native-resolution ``size x size`` crops of every video of ``vset`` as a video set
+    of its own (video-major: all crops of video 0, then of video 1, ...), for FVD_c.
+
+    At the default ``size`` 224 the I3D sees the pixels as generated, no resize. A smaller ``size``
+    (e.g. a model's training resolution, the patch-FID rule) is resized to 224 by the protocol's
+    resize like any frame. A video smaller than ``size`` on a side is a bad item (named)."""
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise InputSetError(f"crop size must be a positive number of pixels, got {size!r}")
     positions = crop_positions(count, seed)
     out = VideoSet.__new__(VideoSet)
     out.label, out.ignored = vset.label, list(vset.ignored)
-    out.description = f"{vset.description} ({count} crops of {CROP_SIZE}x{CROP_SIZE}, seed {seed})"
+    out.description = f"{vset.description} ({count} crops of {size}x{size}, seed {seed})"
     lock, last = threading.Lock(), {}
 
     def load_video(index: int, max_frames: int) -> np.ndarray:
@@ -193,12 +198,12 @@ def crop_set(vset: VideoSet, count: int, seed: int = 0) -> VideoSet:
         def load(max_frames: int) -> np.ndarray:
             video = load_video(index, max_frames)
             h, w = video.shape[1:3]
-            if h < CROP_SIZE or w < CROP_SIZE:
-                raise VideoReadError(f"{h}x{w} frames are smaller than the {CROP_SIZE}x{CROP_SIZE} crops of FVD_c")
-            top, left = int(round(fy * (h - CROP_SIZE))), int(round(fx * (w - CROP_SIZE)))
-            return video[:, top:top + CROP_SIZE, left:left + CROP_SIZE]
+            if h < size or w < size:
+                raise VideoReadError(f"{h}x{w} frames are smaller than the {size}x{size} crops of FVD_c")
+            top, left = int(round(fy * (h - size))), int(round(fx * (w - size)))
+            return video[:, top:top + size, left:left + size]
 
-        return _Item(f"{item.name}#crop{k}", load, lambda: f"{item.digest()}|crop{fy:.9f},{fx:.9f}")
+        return _Item(f"{item.name}#crop{k}", load, lambda: f"{item.digest()}|crop{size}@{fy:.9f},{fx:.9f}")
 
     out.items = [make(i, item, k, float(fy), float(fx))
                  for i, item in enumerate(vset.items) for k, (fy, fx) in enumerate(positions)]
