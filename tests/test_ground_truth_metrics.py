@@ -9,6 +9,7 @@ from scalecrafter_video.metrics.ground_truth import (
     count_objects,
     evaluate_video,
     find_objects,
+    shape_overlaps,
     summarize,
 )
 
@@ -85,11 +86,22 @@ def test_find_objects_orders_by_area_and_rejects_bad_input():
         evaluate_video(np.zeros((2, 8, 8, 3)))
 
 
-def test_shape_classes_from_the_fill_ratio_of_ideal_shapes():
-    # area / (pi r_max^2): a circle fills its circumscribed circle, a square 2/pi, a triangle 3 sqrt(3) / (4 pi)
-    assert classify_shape(1.0) == "circle"
-    assert classify_shape(2 / np.pi) == "square"
-    assert classify_shape(3 * np.sqrt(3) / (4 * np.pi)) == "triangle"
+def test_shape_classes_from_template_overlap_of_ideal_and_ragged_shapes():
+    yy, xx = np.mgrid[0:40, 0:40] + 0.5
+    for shape in S.SHAPES:
+        mask = S.shape_distance(shape, xx - 20.3, yy - 19.6, 7.0) < 0
+        overlaps = shape_overlaps(mask)
+        assert classify_shape(mask) == shape and overlaps[shape] > 0.9, overlaps
+        # a ragged rim (pixels flipped at random along the edge) keeps the class: only areas count
+        edge = np.abs(S.shape_distance(shape, xx - 20.3, yy - 19.6, 7.0)) < 1.0
+        flip = edge & (np.random.default_rng(1).random(mask.shape) < 0.3)
+        assert classify_shape(mask ^ flip) == shape
+    # a circle with one outlying rim pixel: the old fill-ratio descriptor (r_max) called it a square
+    bump = (S.shape_distance("circle", xx - 20, yy - 20, 7.0) < 0)
+    bump[20, 28:30] = True
+    assert classify_shape(bump) == "circle"
+    with pytest.raises(ValueError, match="at least one pixel"):
+        shape_overlaps(np.zeros((4, 4), bool))
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (64, 64), (128, 128), (32, 96), (72, 128)])
@@ -104,4 +116,4 @@ def test_shape_accuracy_tells_the_three_shapes_apart_on_the_ground_truth(hw):
             wrong = S.SHAPES[(S.SHAPES.index(shape) + 1) % 3]
             assert evaluate_video(video, prompt=scene.prompt.replace(shape, wrong))["shape_accuracy"] <= 1 / 8
     assert all(np.mean(v) >= 0.97 for v in scores.values()), scores
-    assert find_objects(video[0]).fills[0] > 0  # one fill ratio per object
+    assert find_objects(video[0]).shapes[0] in S.SHAPES  # one shape per object

@@ -74,3 +74,28 @@ def test_prompt_round_trip_and_errors():
         S.parse_prompt("a red blue circle moving left")
     with pytest.raises(S.PromptError, match="empty"):
         S.parse_prompt("  ")
+
+
+def test_world_ranges_can_be_replaced_without_changing_the_draw_order():
+    # demo model v1 trained on slower motion in a wider box; its recipe replays that world
+    v1 = dict(speed_range=(0.025, 0.04), centre_range=(0.32, 0.68))
+    a = [S.sample_scene(np.random.default_rng([0, k]), **v1) for k in range(50)]
+    b = [S.sample_scene(np.random.default_rng([0, k])) for k in range(50)]
+    assert all(0.025 <= s.speed <= 0.04 for s in a) and all(S.SPEED_RANGE[0] <= s.speed <= S.SPEED_RANGE[1] for s in b)
+    # the same draws: only the ranges differ, so shape, colour, direction and size agree scene by scene
+    assert [(s.shape, s.colour, s.direction, s.size) for s in a] == [(s.shape, s.colour, s.direction, s.size) for s in b]
+    assert max(abs(s.x0 + 3.5 * s.speed * S.DIRECTIONS[s.direction][0] - 0.5) for s in a) > 0.13  # wider box
+    assert max(abs(s.x0 + 3.5 * s.speed * S.DIRECTIONS[s.direction][0] - 0.5) for s in b) <= 0.12 + 1e-9
+
+
+def test_the_background_brightens_over_a_clip_and_v1s_world_is_flat():
+    scene = S.Scene("circle", "red", "right", size=0.2, x0=0.5, y0=0.5, speed=0.0)
+    video = S.render_scene(scene, 32, 32, 8)
+    corner = video[:, 0, 0]  # a background pixel, frame by frame
+    assert np.all(np.diff(corner, axis=0) > 0)
+    np.testing.assert_allclose(corner[-1] - corner[0], S.BACKGROUND_RAMP, atol=1e-6)
+    np.testing.assert_allclose(corner.mean(0), S.BACKGROUND, atol=1e-6)  # mid-clip value
+    flat = S.render_scene(scene, 32, 32, 8, ramp=0.0)[:, 0, 0]
+    np.testing.assert_allclose(flat, np.broadcast_to(S.BACKGROUND, flat.shape), atol=1e-7)
+    # played backwards, a clip is no longer a clip of this world: the arrow of time is in every pixel
+    assert np.all(np.diff(video[::-1, 0, 0], axis=0) < 0)

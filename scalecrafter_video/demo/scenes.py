@@ -30,6 +30,8 @@ from ..errors import ScaleCrafterError
 
 __all__ = [
     "BACKGROUND",
+    "BACKGROUND_RAMP",
+    "background_at",
     "COLOURS",
     "DIRECTIONS",
     "SHAPES",
@@ -41,10 +43,17 @@ __all__ = [
     "render_scene",
     "sample_scene",
     "scene_from_prompt",
+    "shape_distance",
 ]
 
-#: Plain background colour (RGB in [0, 1]).
+#: Plain background colour (RGB in [0, 1]): its value at the middle of a clip.
 BACKGROUND = (0.08, 0.08, 0.10)
+#: The background brightens by this much (RGB, [0, 1] units) from the first frame to the last. The
+#: ramp is the world's arrow of time. A UNet3D's temporal attention has no frame positions, so in a
+#: time-symmetric world its only clock would come from learning lopsided temporal convolutions, and
+#: "moving left" would stay the time reversal of "moving right"; every clip's ramp makes it learn the
+#: clock first (demo model v2: direction at chance without it). Far below the metrics' 0.3 threshold.
+BACKGROUND_RAMP = 0.04
 
 #: Object colours (RGB in [0, 1]); far from the background and from each other.
 COLOURS = {
@@ -66,8 +75,11 @@ DIRECTIONS = {
 
 #: Ranges used by :func:`sample_scene` (fractions of the shorter side / of the frame).
 SIZE_RANGE = (0.16, 0.22)
-SPEED_RANGE = (0.025, 0.04)
-CENTRE_RANGE = (0.32, 0.68)
+# Demo model v2's world: faster motion in a narrower box than v1's (0.025-0.04 per frame, midpoint in
+# 0.32-0.68). At 32x32, v1's 1 px per frame moved the object less than its position was uncertain,
+# so knowing the direction word barely lowered the training loss and the model left it unused.
+SPEED_RANGE = (0.035, 0.05)
+CENTRE_RANGE = (0.38, 0.62)
 
 # Words allowed in a prompt besides the colour/shape/direction words.
 _FILLER = ("a", "an", "the", "moving", "to", "towards")
@@ -164,10 +176,11 @@ def canonical_prompt(prompt: str) -> str:
     return f"a {colour} {shape} moving {direction}"
 
 
-def _trajectory_start(rng: np.random.Generator, direction: str, speed: float, frames: int, aspect: float):
+def _trajectory_start(rng: np.random.Generator, direction: str, speed: float, frames: int, aspect: float,
+                      centre_range=CENTRE_RANGE):
     """Start so that the trajectory's midpoint is uniform in the central box."""
     dx, dy = DIRECTIONS[direction]
-    mx, my = rng.uniform(*CENTRE_RANGE, size=2)
+    mx, my = rng.uniform(*centre_range, size=2)
     half = speed * (frames - 1) / 2
     # displacement is in units of the shorter side; convert to fractions of width/height
     short_over_w = min(1.0, 1.0 / aspect)  # aspect = W / H
@@ -175,14 +188,16 @@ def _trajectory_start(rng: np.random.Generator, direction: str, speed: float, fr
     return mx - dx * half * short_over_w, my - dy * half * short_over_h
 
 
-def sample_scene(rng: np.random.Generator, frames: int = 8, aspect: float = 1.0, **fixed) -> Scene:
-    """A random scene; keyword arguments (``shape``, ``colour``, ``direction``, ...) fix fields."""
+def sample_scene(rng: np.random.Generator, frames: int = 8, aspect: float = 1.0, *, speed_range=SPEED_RANGE,
+                 centre_range=CENTRE_RANGE, **fixed) -> Scene:
+    """A random scene; keyword arguments (``shape``, ``colour``, ``direction``, ...) fix fields.
+    ``speed_range`` / ``centre_range`` replace the world's ranges (demo model v1 was trained on others)."""
     shape = fixed.get("shape") or SHAPES[rng.integers(len(SHAPES))]
     colour = fixed.get("colour") or list(COLOURS)[rng.integers(len(COLOURS))]
     direction = fixed.get("direction") or list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
     size = float(fixed.get("size", rng.uniform(*SIZE_RANGE)))
-    speed = float(fixed.get("speed", rng.uniform(*SPEED_RANGE)))
-    x0, y0 = _trajectory_start(rng, direction, speed, frames, aspect)
+    speed = float(fixed.get("speed", rng.uniform(*speed_range)))
+    x0, y0 = _trajectory_start(rng, direction, speed, frames, aspect, centre_range)
     return Scene(shape, colour, direction, size, float(fixed.get("x0", x0)), float(fixed.get("y0", y0)), speed)
 
 
@@ -236,6 +251,18 @@ def _triangle_vertices(r_equal_area: float):
     return [(circum * math.cos(a), circum * math.sin(a)) for a in angles]
 
 
+def shape_distance(shape: str, px: np.ndarray, py: np.ndarray, r: float) -> np.ndarray:
+    """Signed distance (pixels, negative inside) of offsets ``(px, py)`` from the centre to the
+    upright ``shape`` of area ``pi r^2`` centred there (its centroid, for the triangle)."""
+    if shape == "circle":
+        return _sd_circle(px, py, r)
+    if shape == "square":
+        return _sd_box(px, py, r * math.sqrt(math.pi) / 2)
+    if shape == "triangle":
+        return _sd_polygon(px, py, _triangle_vertices(r))
+    raise PromptError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+
+
 def coverage(scene: Scene, frame: int, height: int, width: int) -> np.ndarray:
     """Anti-aliased object coverage in ``[0, 1]``, shape ``(H, W)``."""
     cx, cy = scene.centre(frame, height, width)
@@ -243,31 +270,34 @@ def coverage(scene: Scene, frame: int, height: int, width: int) -> np.ndarray:
     ys = np.arange(height, dtype=np.float64)[:, None] + 0.5 - cy
     xs = np.arange(width, dtype=np.float64)[None, :] + 0.5 - cx
     px, py = np.broadcast_arrays(xs, ys)
-    if scene.shape == "circle":
-        sd = _sd_circle(px, py, r)
-    elif scene.shape == "square":
-        sd = _sd_box(px, py, r * math.sqrt(math.pi) / 2)
-    else:
-        sd = _sd_polygon(px, py, _triangle_vertices(r))
-    return np.clip(0.5 - sd, 0.0, 1.0)
+    return np.clip(0.5 - shape_distance(scene.shape, px, py, r), 0.0, 1.0)
 
 
-def render_scene(scene: Scene, height: int, width: int, frames: int = 8, background=BACKGROUND) -> np.ndarray:
-    """Render ``frames`` frames at ``height x width``: float32 ``(F, H, W, 3)`` in ``[0, 1]``."""
+def background_at(frame: int, frames: int, background=BACKGROUND, ramp: float = BACKGROUND_RAMP) -> np.ndarray:
+    """The background colour of one frame: ``background`` at mid-clip, ``ramp`` brighter at the end
+    than at the start (:data:`BACKGROUND_RAMP`)."""
+    phase = frame / (frames - 1) - 0.5 if frames > 1 else 0.0
+    return np.asarray(background, np.float32) + np.float32(ramp * phase)
+
+
+def render_scene(scene: Scene, height: int, width: int, frames: int = 8, background=BACKGROUND,
+                 ramp: float = BACKGROUND_RAMP) -> np.ndarray:
+    """Render ``frames`` frames at ``height x width``: float32 ``(F, H, W, 3)`` in ``[0, 1]``
+    (``ramp`` 0: the time-symmetric world demo model v1 was trained on)."""
     if height < 1 or width < 1 or frames < 1:
         raise ValueError(f"need positive height/width/frames, got {height}x{width}x{frames}")
-    bg = np.asarray(background, np.float32)
     fg = np.asarray(scene.rgb, np.float32)
     out = np.empty((frames, height, width, 3), np.float32)
     for f in range(frames):
+        bg = background_at(f, frames, background, ramp)
         a = coverage(scene, f, height, width).astype(np.float32)[..., None]
         out[f] = bg * (1 - a) + fg * a
     return out
 
 
-def render_batch(scenes, height: int, width: int, frames: int = 8) -> np.ndarray:
+def render_batch(scenes, height: int, width: int, frames: int = 8, ramp: float = BACKGROUND_RAMP) -> np.ndarray:
     """Render several scenes: float32 ``(B, F, H, W, 3)`` in ``[0, 1]``."""
-    return np.stack([render_scene(s, height, width, frames) for s in scenes])
+    return np.stack([render_scene(s, height, width, frames, ramp=ramp) for s in scenes])
 
 
 to_uint8 = unit_to_uint8  # float frames in [0, 1] -> uint8 (rounded, clipped)

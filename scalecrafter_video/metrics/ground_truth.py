@@ -17,10 +17,11 @@ so a generated video can be checked without any learned feature extractor:
   moved less than 0.15 of the shorter side. **direction accuracy**: whether the centroid's overall
   motion points the prompted way.
 * **shape accuracy**: the share of frames with an object whose largest object is classified as the
-  prompted shape by its *fill ratio* ``area / (pi * r_max^2)``, ``r_max`` the largest distance from
-  the object's centroid to its pixels: the part of its circumscribed circle it fills, 1 for a
-  circle, ``2 / pi = 0.64`` for a square, ``3 sqrt(3) / (4 pi) = 0.41`` for an equilateral triangle,
-  whatever the size, position or aspect of the frame (:func:`classify_shape`).
+  prompted shape by *template overlap*: the object's pixel mask against an upright circle, square
+  and triangle of the same area centred on its centroid; the template with the highest IoU names
+  the shape (:func:`classify_shape`). It uses only areas, so ragged rims and mottled colours of
+  generated shapes do not move it (a first descriptor, the fill ratio of the circumscribed circle,
+  read visibly correct generated circles as squares: one outlying rim pixel sets its radius).
 
 Frames are uint8 ``(F, H, W, 3)`` (or float in [0, 1]).
 """
@@ -33,11 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..demo.scenes import COLOURS, DIRECTIONS, SIZE_RANGE, Scene, parse_prompt
+from ..demo.scenes import COLOURS, DIRECTIONS, SHAPES, SIZE_RANGE, Scene, parse_prompt, shape_distance
 
 __all__ = [
-    "SHAPE_FILL_BOUNDS",
     "classify_shape",
+    "shape_overlaps",
     "DEFAULT_MIN_AREA",
     "DEFAULT_THRESHOLD",
     "FrameObjects",
@@ -51,9 +52,6 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.3  # RGB distance (in [0, 1] units) that makes a pixel "object"
 DEFAULT_MIN_AREA = 0.003  # smallest object, as a fraction of the frame's pixels
 _EIGHT = np.ones((3, 3), bool)
-# Fill-ratio boundaries triangle | square | circle. Ideal values 0.41 / 0.64 / 1.0; rendered at 32 px
-# (rims anti-aliased, pixel centres) the ground truth measures 0.37-0.51 / 0.57-0.78 / 0.81-0.96.
-SHAPE_FILL_BOUNDS = (0.54, 0.795)
 
 
 def _as_float(frames) -> np.ndarray:
@@ -72,17 +70,17 @@ def estimate_background(frames) -> np.ndarray:
 @dataclass
 class FrameObjects:
     """Objects found in one frame: ``areas`` (pixels), ``centroids`` ((y, x) pixels),
-    ``colours`` (mean RGB of each object's core) and ``fills`` (fill ratio of the circumscribed
-    circle, see :func:`classify_shape`), largest first."""
+    ``colours`` (mean RGB of each object's core) and ``shapes`` (each one's shape by
+    :func:`classify_shape`), largest first."""
 
     areas: np.ndarray
     centroids: np.ndarray
     colours: np.ndarray
-    fills: np.ndarray = None
+    shapes: list = None
 
     def __post_init__(self):
-        if self.fills is None:
-            self.fills = np.full(len(self.areas), np.nan)
+        if self.shapes is None:
+            self.shapes = [None] * len(self.areas)
 
     @property
     def count(self) -> int:
@@ -111,36 +109,47 @@ def find_objects(frame, background=None, threshold: float = DEFAULT_THRESHOLD,
     centroids = np.array(ndimage.center_of_mass(mask, labels, idx)).reshape(-1, 2) + 0.5
     # core of each object: pixels near its typical distance from the background (skips the
     # anti-aliased rim, whose colour is a blend with the background)
-    colours, fills = [], []
+    colours, shapes = [], []
     for i in idx:
         comp = labels == i
         d = dist[comp]
         core = comp & (dist >= 0.85 * np.percentile(d, 90))
         colours.append(img[core].mean(0))
-        fills.append(_fill_ratio(comp, dist))
+        shapes.append(classify_shape(comp))
     colours = np.stack(colours)
     order = np.argsort(-areas, kind="stable")
-    return FrameObjects(areas[order].astype(np.float64), centroids[order], colours[order], np.array(fills)[order])
+    return FrameObjects(areas[order].astype(np.float64), centroids[order], colours[order],
+                        [shapes[k] for k in order])
 
 
-def _fill_ratio(component: np.ndarray, dist: np.ndarray) -> float:
-    """``area / (pi r_max^2)`` of one component. The rim's partial pixels count by their contrast
-    (a pixel half covered by the object is about half as far from the background), the centroid is
-    that weighted one, and ``r_max`` reaches the outer edge of the farthest mostly-covered pixel."""
-    ys, xs = np.nonzero(component)
-    d = dist[component]
-    weight = np.clip(d / np.percentile(d, 90), 0.0, 1.0)
-    area = float(weight.sum())
-    cy, cx = float((ys * weight).sum()) / area, float((xs * weight).sum()) / area
-    radius = np.hypot(ys - cy, xs - cx) + 0.5
-    r_max = float(radius[weight > 0.5].max()) if (weight > 0.5).any() else float(radius.max())
-    return area / (math.pi * r_max**2)
+def shape_overlaps(mask: np.ndarray) -> dict[str, float]:
+    """IoU of one object's boolean ``(H, W)`` mask with an upright circle, square and triangle of
+    its area centred on its centroid (template pixels: centres inside the shape)."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        raise ValueError("shape_overlaps needs a mask with at least one pixel")
+    area = float(len(ys))
+    cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
+    r = math.sqrt(area / math.pi)
+    # a window that holds the object and every template (a triangle reaches 1.56 r from its centroid)
+    h, w = mask.shape
+    pad = int(math.ceil(1.6 * r)) + 1
+    y0, y1 = max(0, min(ys.min(), int(cy) - pad)), min(h, max(ys.max() + 1, int(cy) + pad + 1))
+    x0, x1 = max(0, min(xs.min(), int(cx) - pad)), min(w, max(xs.max() + 1, int(cx) + pad + 1))
+    window = mask[y0:y1, x0:x1]
+    py, px = np.meshgrid(np.arange(y0, y1) + 0.5 - cy, np.arange(x0, x1) + 0.5 - cx, indexing="ij")
+    out = {}
+    for shape in SHAPES:
+        template = shape_distance(shape, px, py, r) < 0
+        out[shape] = float((window & template).sum() / (window | template).sum())
+    return out
 
 
-def classify_shape(fill: float) -> str:
-    """``circle``, ``square`` or ``triangle`` from a fill ratio (:data:`SHAPE_FILL_BOUNDS`)."""
-    low, high = SHAPE_FILL_BOUNDS
-    return "triangle" if fill < low else "square" if fill < high else "circle"
+def classify_shape(mask: np.ndarray) -> str:
+    """``circle``, ``square`` or ``triangle``: the template of :func:`shape_overlaps` that overlaps
+    the object's mask best."""
+    overlaps = shape_overlaps(mask)
+    return max(SHAPES, key=lambda shape: overlaps[shape])
 
 
 def count_objects(frame, background=None, threshold: float = DEFAULT_THRESHOLD,
@@ -185,7 +194,7 @@ def evaluate_video(frames, prompt: str | None = None, scene: Scene | None = None
         if o.count:
             r = math.sqrt(o.areas[0] / math.pi) / short
             radii.append(r)
-            shape_ok.append(classify_shape(o.fills[0]) == shape)
+            shape_ok.append(o.shapes[0] == shape)
             col_err.append(float(np.linalg.norm(o.colours[0] - np.asarray(COLOURS[colour]))))
             col_ok.append(_nearest_colour(o.colours[0]) == colour)
     radii = np.array(radii)
