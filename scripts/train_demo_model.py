@@ -82,6 +82,9 @@ def parse_args(argv=None):
                    help="every N steps, log how much the prompt's colour / shape / direction words lower the "
                         "EMA model's loss (0 = never)")
     p.add_argument("--export-only", action="store_true", help="export the latest checkpoint and exit")
+    p.add_argument("--default-guidance", type=float, default=1.0,
+                   help="the CFG scale stored as the model's sampling default (scalecrafter_video.json); pick it "
+                        "with scripts/bench_quality.py at the training size (default 1.0)")
     p.add_argument("--card-metrics", metavar="BENCH_JSON",
                    help="a scripts/bench_quality.py JSON file whose training-size rows go into the model card")
     p.add_argument("--card-note", default="", help="extra paragraph for the model card (e.g. how the run was resumed)")
@@ -226,14 +229,16 @@ def model_card(args, state) -> str:
         if args.card_metrics else ""
     text_line = (f"`text_encoder` = `CLIPTextModel` ({n_text / 1e3:.0f}k parameters, 2 layers, width 64) "
                  + ("**frozen at its seeded random initialisation**" if frozen else "trained with the UNet"))
-    start = (f"warm start from `{init_from}` (the UNet's weights; " +
-             ("the text encoder is a fresh one" if frozen else "and its text encoder") + "), "
+    keep_text = not frozen or saved.get("init_text", args.init_text)
+    start = (f"warm start from `{init_from}` (its UNet" + (" and text encoder" if keep_text else
+                                                          "; a fresh text encoder") + "), "
              if init_from else "from scratch, ")
     from scalecrafter_video.demo.scenes import CENTRE_RANGE, SPEED_RANGE
 
     world = saved.get("world", args.world)
     speed = WORLDS[world].get("speed_range", SPEED_RANGE)
     centre = WORLDS[world].get("centre_range", CENTRE_RANGE)
+    ramp = WORLDS[world].get("ramp", BACKGROUND_RAMP)
     return f"""# shapes-t2v: the embedded demo text-to-video model
 
 A tiny pixel-space text-to-video diffusion model that draws **one** moving shape on a plain dark
@@ -249,7 +254,8 @@ sampled larger it repeats the object (Direct-Inf); re-dilated, it keeps one obje
   `scheduler` = `DDIMScheduler` (cosine betas, 1000 steps, v-prediction, trailing spacing).
 - **Data** (world {world}): 8 frames of {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}; one circle/square/triangle, colour
   red/green/blue/yellow, moving left/right/up/down; equal-area radius 0.16-0.22 of the side,
-  {speed[0]}-{speed[1]} of the side per frame, trajectory midpoint in {centre[0]}-{centre[1]} of the frame;
+  {speed[0]}-{speed[1]} of the side per frame, trajectory midpoint in {centre[0]}-{centre[1]} of the frame,
+  background brightening by {ramp:g} (RGB) from the first frame to the last (the world's arrow of time);
   prompt `a {{colour}} {{shape}} moving {{direction}}` (empty prompt {args.p_uncond:.0%} of the time, for
   classifier-free guidance).
 - **Training** (this run): {start}{state['step']} steps x {args.batch} videos, AdamW lr {args.lr:g} (warm-up
@@ -261,7 +267,7 @@ sampled larger it repeats the object (Direct-Inf); re-dilated, it keeps one obje
   `scripts/train_demo_model.py` run (deterministic, resumable from its checkpoint folder;
   `--export-only` re-exports the latest checkpoint). The script's header says what each stage is for.
 - **Use**: `scalecrafter-video demo`; any prompt outside the grammar is refused with a message.
-{('- **Note**: ' + args.card_note) if args.card_note else ''}{metrics}
+{('- **Note**: ' + args.card_note + chr(10)) if args.card_note else ''}{metrics}
 """
 
 
@@ -270,7 +276,8 @@ def export(args, state, tokenizer):
     text = build_text_encoder(len(tokenizer), seed=args.seed)
     unet.load_state_dict(state["ema_unet"])
     text.load_state_dict(state["ema_text"])
-    out = save_demo_model(args.out, unet, text, tokenizer, build_scheduler())
+    out = save_demo_model(args.out, unet, text, tokenizer, build_scheduler(),
+                          defaults={"guidance_scale": args.default_guidance})
     (out / "README.md").write_text(model_card(args, state))
     last = [l for _, l in state["loss_log"][-100:]]
     summary = {
@@ -331,7 +338,8 @@ def main(argv=None):
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         unet.load_state_dict(ck["unet"])
         text.load_state_dict(ck["text"])
-        opt.load_state_dict(ck["opt"])
+        if not args.export_only:  # exporting needs only the weights
+            opt.load_state_dict(ck["opt"])
         state = ck
         print(f"resumed from {ckpt_path} at step {ck['step']}")
     else:

@@ -121,6 +121,18 @@ def test_bad_demo_arguments(tmp_path, capsys):
     assert "HEIGHTxWIDTH" in err and "multiples of 4" in err and "train_demo_model.py" in err
 
 
+def test_draws_the_prompted_shape_and_colour_with_its_default_guidance(pipe):
+    """Demo model v2 reads the shape word (v1 drew shapes at chance) and samples with CFG > 1."""
+    from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize
+    from scalecrafter_video.demo.scenes import COLOURS, SHAPES
+
+    assert pipe.defaults["guidance_scale"] > 1  # so that the demo exercises noise-damped CFG
+    prompts = [f"a {c} {s} moving up" for s, c in zip(SHAPES * 2, list(COLOURS) * 2)]
+    videos = pipe(prompts, num_inference_steps=10, generator=torch.Generator().manual_seed(0), progress=False)
+    stats = summarize([evaluate_video(v, prompt=p) for p, v in zip(prompts, videos)])
+    assert stats["shape_accuracy"] >= 0.8 and stats["colour_accuracy"] >= 0.9, stats
+
+
 @pytest.mark.slow
 def test_single_object_at_training_resolution(pipe):
     from scalecrafter_video.metrics.ground_truth import evaluate_video, summarize
