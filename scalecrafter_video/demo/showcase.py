@@ -46,7 +46,7 @@ def magnify(video: np.ndarray, k: int) -> np.ndarray:
     return video if k == 1 else video.repeat(k, axis=1).repeat(k, axis=2)
 
 
-def run_showcase(*, prompt: str = DEFAULT_PROMPT, size: tuple[int, int] = (64, 64), seed: int = 2, steps: int = 20,
+def run_showcase(*, prompt: str = DEFAULT_PROMPT, size: tuple[int, int] = (64, 64), seed: int = 2, steps: int = 15,
                  threads: int = 1, guidance: float | None = None, model=None, out="outputs/demo.mp4",
                  display_scale: int = 4, gif: bool = True) -> dict:
     """Render ``prompt`` at ``size`` with Direct-Inf and ScaleCrafter (same seed), write them side by
@@ -85,7 +85,10 @@ def run_showcase(*, prompt: str = DEFAULT_PROMPT, size: tuple[int, int] = (64, 6
     if height % multiple or width % multiple:
         raise ScaleCrafterError(f"--size sides must be multiples of {multiple} for this UNet, got {height}x{width}")
     call = dict(height=height, width=width, num_inference_steps=steps, guidance_scale=guidance, progress=True)
-    scalecrafter = ScaleCrafterConfig.auto(pipe.train_size, (height, width), num_levels=levels, vae_scale_factor=1)
+    effective = pipe.defaults.get("guidance_scale", 1.0) if guidance is None else guidance
+    # demo model v2 samples with CFG, so the demo shows noise-damped CFG with re-dilation
+    scalecrafter = ScaleCrafterConfig.auto(pipe.train_size, (height, width), num_levels=levels, vae_scale_factor=1,
+                                           ndcfg=effective > 1)
     direct = scalecrafter.replace(method="direct")
     videos, labels, stats = [], [], {}
     for name, config in (("Direct-Inf", direct), ("ScaleCrafter", scalecrafter)):
