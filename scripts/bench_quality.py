@@ -173,7 +173,6 @@ def load_fvd_model(mode: str, weights):
 def tuned_config(pipe, size, steps, tuned_dir: Path, scenes: int, buckets: int, seed: int) -> ScaleCrafterConfig:
     """The searched schedule of a size: read from ``tuned_dir/HxW.yaml``, searched (and saved) if absent.
     ndcfg is switched off so that the row compares with the automatic re-dilation row."""
-    from scalecrafter_video.atomic import write_text_atomic
     from scalecrafter_video.recipes.tune import load_references, measured_table, tune_schedule
 
     path = tuned_dir / f"{size[0]}x{size[1]}.yaml"
@@ -183,7 +182,7 @@ def tuned_config(pipe, size, steps, tuned_dir: Path, scenes: int, buckets: int, 
         result = tune_schedule(pipe, clips, prompts, buckets=buckets, num_steps=steps, seed=seed,
                                state_path=path.with_suffix(".tune.json"), progress=False)
         tqdm.write(f"tuned {size[0]}x{size[1]}:\n{measured_table(result)}")
-        write_text_atomic(path, result.config.to_yaml())
+        result.config.to_yaml(path)  # written atomically
     return ScaleCrafterConfig.from_yaml(path).replace(ndcfg_tau=0.0, ndcfg_dilation={})
 
 

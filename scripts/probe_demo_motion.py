@@ -27,18 +27,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scalecrafter_video.demo.model import DEMO_MODEL_DIR, build_scheduler  # noqa: E402
+from scalecrafter_video.demo.model import build_scheduler  # noqa: E402
+from scalecrafter_video.demo.showcase import load_demo_pipeline  # noqa: E402
 from scalecrafter_video.demo.scenes import DIRECTIONS  # noqa: E402
-
-
-def load(folder: Path):
-    from diffusers import UNet3DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet").eval()
-    text = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").eval()
-    tok = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
-    return unet, text, tok
 
 
 @torch.no_grad()
@@ -65,13 +56,14 @@ def displacement(x0: torch.Tensor) -> np.ndarray:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(DEMO_MODEL_DIR), help="demo model folder (default: the embedded one)")
+    p.add_argument("--model", help="demo model folder (default: the embedded one)")
     p.add_argument("--seeds", type=int, default=8, help="noises to average the direction response over")
     p.add_argument("--prompt", default="a red circle moving {}", help="prompt with {} for the direction word")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    unet, text, tok = load(Path(args.model))
+    pipe = load_demo_pipeline(args.model)  # the project's loader: one clear error for a wrong folder
+    unet, text, tok = pipe.unet, pipe.text_encoder, pipe.tokenizer
     alphas = build_scheduler().alphas_cumprod
     words = list(DIRECTIONS)
     ids = tok([args.prompt.format(w) for w in words], padding="max_length", max_length=tok.model_max_length,
@@ -79,7 +71,7 @@ def main(argv=None) -> int:
     context = text(ids)[0]
     size = unet.config.sample_size
     frames = 8
-    print(f"model {args.model}")
+    print(f"model {args.model or 'the embedded demo model'}")
     for t in (999, 950):
         frame = torch.randn(1, 3, 1, size, size, generator=torch.Generator().manual_seed(0))
         x0 = x0_from_noise(unet, context[:1], frame.repeat(1, 1, frames, 1, 1), t, alphas)
@@ -100,4 +92,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from scalecrafter_video.errors import ScaleCrafterError
+
+    try:
+        sys.exit(main())
+    except ScaleCrafterError as exc:
+        sys.exit(f"error: {exc}")
