@@ -87,6 +87,8 @@ METRICS = [
     ("shape_accuracy", "shape acc", "%", True),
     ("temporal_stability", "temporal stab.", "%", True),
     ("direction_accuracy", "direction acc", "%", True),
+    ("axis_accuracy", "axis acc", "%", True),
+    ("travel", "travel", "", None),
     ("fvd", "FVD", "", False),
     ("fvd_crops", "FVD_c", "", False),
     ("kvd", "KVD", "", False),
@@ -271,6 +273,23 @@ def write_outputs(stem: Path, results: dict, meta: dict) -> None:
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
 
 
+DISTANCES = ("fvd", "kvd", "fvd_crops", "kvd_crops")
+
+
+def rescore_if_stale(cell: dict, videos: np.ndarray, prompts) -> bool:
+    """Re-score a cached cell from its stored videos when the ground-truth metrics gained a column
+    since it was made (its FVD / KVD stay: they do not depend on those metrics). True if changed."""
+    wanted = [k for k, *_ in METRICS if k not in DISTANCES]
+    if all(k in cell["summary"] for k in wanted):
+        return False
+    per_video = [evaluate_video(v, prompt=p) for v, p in zip(videos, prompts)]
+    kept = {k: cell["summary"][k] for k in DISTANCES if k in cell["summary"]}
+    cell["summary"] = {**summarize(per_video), **kept}
+    if "per_video" in cell:
+        cell["per_video"] = per_video
+    return True
+
+
 def settings_tag(fingerprint, videos, steps, guidance, seed) -> str:
     return f"m{fingerprint}-n{videos}-s{steps}-g{guidance}-seed{seed}"
 
@@ -384,7 +403,8 @@ def main(argv=None):
         gt_file = cache / f"{cell_key(size_key, 'gt', tag, None)}.json"
         gt_cell = json.loads(gt_file.read_text()) if gt_file.is_file() else {
             "summary": summarize([evaluate_video(v, prompt=p) for v, p in zip(gt, prompts)]), "config": None}
-        if score_fvd(gt_cell, gt, gt) or not gt_file.is_file():  # FVD(X, X) = 0 checks the wiring
+        stale = rescore_if_stale(gt_cell, gt, prompts)
+        if score_fvd(gt_cell, gt, gt) or stale or not gt_file.is_file():  # FVD(X, X) = 0 checks the wiring
             gt_file.write_text(json.dumps(gt_cell) + "\n")
         for method in methods:
             config = configs_for(method, pipe, size, levels, tuned=lambda: tuned_config(
@@ -393,7 +413,9 @@ def main(argv=None):
             cell_file, video_file = cache / f"{key}.json", cache / f"{key}.npz"
             if cell_file.is_file() and video_file.is_file():
                 cell = json.loads(cell_file.read_text())
-                if score_fvd(cell, np.load(video_file)["videos"], gt):
+                videos = np.load(video_file)["videos"]
+                stale = rescore_if_stale(cell, videos, prompts)
+                if score_fvd(cell, videos, gt) or stale:
                     cell_file.write_text(json.dumps(cell) + "\n")
                 bar.update(args.videos)
                 continue

@@ -193,6 +193,7 @@ def metrics_table(path: Path) -> str:
     size = f"{meta['train_size'][0]}x{meta['train_size'][1]}"
     cols = [("one_object_rate", "one object", "%"), ("colour_accuracy", "colour", "%"),
             ("shape_accuracy", "shape", "%"), ("direction_accuracy", "direction", "%"),
+            ("axis_accuracy", "axis", "%"), ("travel", "travel", ""),
             ("temporal_stability", "temporal stab.", "%"), ("scale_error", "scale err", "")]
     rows.append("| videos | guidance | " + " | ".join(c[1] for c in cols) + " |")
     rows.append("|---" * (len(cols) + 2) + "|")
@@ -200,7 +201,8 @@ def metrics_table(path: Path) -> str:
         if method == "ground truth":
             continue
         summary = cell["summary"]
-        vals = [f"{100 * summary[k]:.1f}%" if unit == "%" else f"{summary[k]:.3f}" for k, _, unit in cols]
+        vals = ["-" if summary.get(k) is None else f"{100 * summary[k]:.1f}%" if unit == "%" else f"{summary[k]:.3f}"
+                for k, _, unit in cols]
         rows.append(f"| {summary['videos']} | {meta['guidance']} | " + " | ".join(vals) + " |")
     return (f"Measured at {size} with `scalecrafter_video.metrics.ground_truth` (DDIM {meta['steps']} steps, the "
             f"benchmark's seeded prompt list, every prompt of the grammar at least once):\n\n" + "\n".join(rows))

@@ -75,6 +75,20 @@ def test_min_area_ignores_specks_and_colour_is_checked():
     assert evaluate_video(v, prompt="a green circle moving left")["direction_accuracy"] == 0
 
 
+def test_axis_accuracy_is_direction_without_its_sign():
+    scene = S.Scene("square", "blue", "right", 0.2, 0.3, 0.5, 0.04)
+    v = _video(scene, 64, 64)
+    travel = 0.04 * 7  # speed per frame (shorter side units) x 7 frame gaps
+    for prompt, direction, axis in [("moving right", 1, 1), ("moving left", 0, 1), ("moving up", 0, 0),
+                                    ("moving down", 0, 0)]:
+        r = evaluate_video(v, prompt=f"a blue square {prompt}")
+        assert (r["direction_accuracy"], r["axis_accuracy"]) == (direction, axis), prompt
+        assert abs(r["travel"] - travel) < 0.02
+    # played backwards, a "right" clip moves left: still the prompted axis, the wrong way
+    r = evaluate_video(v[::-1], prompt="a blue square moving right")
+    assert (r["direction_accuracy"], r["axis_accuracy"]) == (0, 1)
+
+
 def test_find_objects_orders_by_area_and_rejects_bad_input():
     objs = find_objects(_composite(2, 64, 64, seed=0))
     assert objs.count == 2 and objs.areas[0] >= objs.areas[1]

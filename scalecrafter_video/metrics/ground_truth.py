@@ -15,7 +15,8 @@ so a generated video can be checked without any learned feature extractor:
 * **temporal stability**: the fraction of consecutive frame pairs in which the same single object
   persists: one object in both frames, same palette colour, area ratio within 1.5x, centroid
   moved less than 0.15 of the shorter side. **direction accuracy**: whether the centroid's overall
-  motion points the prompted way.
+  motion points the prompted way; **axis accuracy**: whether it runs along the prompted axis
+  (horizontal for left / right), either way; **travel**: its length as a fraction of the shorter side.
 * **shape accuracy**: the share of frames with an object whose largest object is classified as the
   prompted shape by *template overlap*: the object's pixel mask against an upright circle, square
   and triangle of the same area centred on its centroid; the template with the highest IoU names
@@ -212,13 +213,18 @@ def evaluate_video(frames, prompt: str | None = None, scene: Scene | None = None
             ok = ok and float(np.hypot(*(o1.centroids[0] - o2.centroids[0]))) < 0.15 * short
         stable.append(bool(ok))
 
-    direction_ok = float("nan")
+    direction_ok = axis_ok = travel = float("nan")
     single = [i for i in range(f) if counts[i] == 1]
     if len(single) >= 2:
         first, last = objs[single[0]].centroids[0], objs[single[-1]].centroids[0]
         dy, dx = last - first
         ex, ey = DIRECTIONS[direction]
-        direction_ok = float(dx * ex + dy * ey > 0 and abs(dx * ex + dy * ey) >= abs(dx * ey - dy * ex))
+        along, across = dx * ex + dy * ey, dx * ey - dy * ex
+        direction_ok = float(along > 0 and abs(along) >= abs(across))
+        # The axis alone is the time-symmetric half of the direction: a model that cannot tell the
+        # first frame from the last can still move "left" objects horizontally.
+        axis_ok = float(abs(along) >= abs(across))
+        travel = float(np.hypot(dx, dy)) / short
 
     def mean(x):
         return float(np.mean(x)) if len(x) else float("nan")
@@ -237,6 +243,8 @@ def evaluate_video(frames, prompt: str | None = None, scene: Scene | None = None
         "shape_accuracy": mean(shape_ok),
         "temporal_stability": mean(stable),
         "direction_accuracy": direction_ok,
+        "axis_accuracy": axis_ok,
+        "travel": travel,
     }
 
 
