@@ -6,11 +6,14 @@ same seeds and prompts for every method) and scored with the ground-truth metric
 :mod:`scalecrafter_video.metrics.ground_truth`; ground truth rendered at the target size is scored
 too, as the ceiling of each metric. With the I3D weights available (``--fvd``), every cell also gets
 FVD and KVD against that ground-truth set (8-frame videos are shown to I3D with every frame twice,
-16 frames, the same rule for both sets). Writes a markdown table and a JSON file (results, the exact
+16 frames, the same rule for both sets); a second rendering of the same prompts with other scene
+draws ("ground truth, new draw") gets them too, the floor that sampling noise alone gives at N
+videos. Writes a markdown table and a JSON file (results, the exact
 ScaleCrafter config of every cell, seeds, timings). Each finished cell (metrics and its videos) is
 cached under ``<out>.cells/`` keyed by the model's weights and the settings, so an interrupted run
 resumes where it stopped, and runs over different sizes or methods with the same ``--out`` add up
-to one table.
+to one table. A cached cell made before the ground-truth metrics gained a column is re-scored from
+its stored videos.
 
 Methods (cumulative from "ScaleCrafter"):
   direct        Direct-Inf: the model run unchanged at the target size
