@@ -8,7 +8,7 @@ import scipy.linalg
 
 from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.metrics import frechet_distance, kernel_distance
-from scalecrafter_video.metrics.stats import frechet_distance_from_stats, kernel_distance_subsets
+from scalecrafter_video.metrics.stats import frechet_distance_from_stats, frechet_terms, kernel_distance_subsets
 
 
 def _features(n, d, seed, shift=0.0, scale=1.0):
@@ -50,6 +50,18 @@ def test_fvd_closed_form_for_diagonal_gaussians():
     expected = ((mu_a - mu_b) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
     got = frechet_distance_from_stats(mu_a, np.diag(a), mu_b, np.diag(b))
     assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_fvd_terms_split_the_distance_into_mean_and_spread():
+    x = _features(300, 16, seed=5)
+    # a pure shift moves only the mean term, a pure rescale about the mean only the spread term
+    shifted, scaled = x + 0.5, (x - x.mean(0)) * 2.0 + x.mean(0)
+    mean, spread = frechet_terms(x, shifted)
+    assert mean == pytest.approx(16 * 0.25, rel=1e-12) and abs(spread) < 1e-9
+    mean, spread = frechet_terms(x, scaled)
+    assert mean < 1e-20 and spread == pytest.approx(np.trace(np.cov(x, rowvar=False)), rel=1e-9)  # (2 - 1)^2 Tr
+    y = _features(200, 16, seed=6, shift=0.3, scale=1.4)
+    assert sum(frechet_terms(x, y)) == frechet_distance(x, y)
 
 
 def test_fvd_constant_sets_is_squared_mean_difference():

@@ -30,7 +30,8 @@ import numpy as np
 
 from .inputs import InputSetError
 
-__all__ = ["feature_statistics", "frechet_distance", "frechet_distance_from_stats", "kernel_distance",
+__all__ = ["feature_statistics", "frechet_distance", "frechet_distance_from_stats", "frechet_terms",
+           "frechet_terms_from_stats", "kernel_distance",
            "kernel_distance_subsets", "one_blas_thread"]
 
 
@@ -139,8 +140,11 @@ def _trace_sqrt_product(sigma_a: np.ndarray, sigma_b: np.ndarray) -> float:
 
 
 @_single_threaded
-def frechet_distance_from_stats(mu_a, sigma_a, mu_b, sigma_b) -> float:
-    """Frechet distance between ``N(mu_a, sigma_a)`` and ``N(mu_b, sigma_b)`` (float64, symmetric)."""
+def frechet_terms_from_stats(mu_a, sigma_a, mu_b, sigma_b) -> tuple[float, float]:
+    """The two parts of the Frechet distance: ``(|mu_a - mu_b|^2, Tr(A + B - 2 (A^1/2 B A^1/2)^1/2))``.
+
+    The first says how far apart the set means are, the second how differently the sets spread;
+    their sum is :func:`frechet_distance_from_stats`."""
     mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
     sigma_a, sigma_b = np.asarray(sigma_a, np.float64), np.asarray(sigma_b, np.float64)
     if mu_a.shape != mu_b.shape or sigma_a.shape != sigma_b.shape or sigma_a.shape != mu_a.shape * 2:
@@ -152,20 +156,32 @@ def frechet_distance_from_stats(mu_a, sigma_a, mu_b, sigma_b) -> float:
     trace_term = float(np.trace(sigma_a)) + float(np.trace(sigma_b))
     # Both orders agree mathematically; averaging them makes the result exactly symmetric.
     cross = 0.5 * (_trace_sqrt_product(sigma_a, sigma_b) + _trace_sqrt_product(sigma_b, sigma_a))
-    value = mean_term + trace_term - 2.0 * cross
-    # Identical distributions give rounding-level negatives; anything larger would be a bug.
-    if value < 0.0 and -value <= 1e-9 * max(trace_term, 1.0):
-        value = 0.0
-    return value
+    cov_term = trace_term - 2.0 * cross
+    # Identical spreads give rounding-level negatives; anything larger would be a bug.
+    if cov_term < 0.0 and -cov_term <= 1e-9 * max(trace_term, 1.0):
+        cov_term = 0.0
+    return mean_term, cov_term
+
+
+def frechet_distance_from_stats(mu_a, sigma_a, mu_b, sigma_b) -> float:
+    """Frechet distance between ``N(mu_a, sigma_a)`` and ``N(mu_b, sigma_b)`` (float64, symmetric)."""
+    mean_term, cov_term = frechet_terms_from_stats(mu_a, sigma_a, mu_b, sigma_b)
+    return mean_term + cov_term
+
+
+@_single_threaded
+def frechet_terms(feats_a, feats_b) -> tuple[float, float]:
+    """:func:`frechet_terms_from_stats` of two feature sets ``(N_a, D)`` and ``(N_b, D)``."""
+    a, b = _as_features(feats_a, "feats_a"), _as_features(feats_b, "feats_b")
+    if a.shape[1] != b.shape[1]:
+        raise InputSetError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+    return frechet_terms_from_stats(*feature_statistics(a), *feature_statistics(b))
 
 
 @_single_threaded
 def frechet_distance(feats_a, feats_b) -> float:
     """FVD between two feature sets ``(N_a, D)`` and ``(N_b, D)`` (float64, ``ddof=1``)."""
-    a, b = _as_features(feats_a, "feats_a"), _as_features(feats_b, "feats_b")
-    if a.shape[1] != b.shape[1]:
-        raise InputSetError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
-    return frechet_distance_from_stats(*feature_statistics(a), *feature_statistics(b))
+    return sum(frechet_terms(feats_a, feats_b))
 
 
 def _kernel_sum(x: np.ndarray, y: np.ndarray, exclude_diagonal: bool, block: int = 1024) -> float:

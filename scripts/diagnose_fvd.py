@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Where does a benchmark row's FVD come from? Mean against spread, and layout against detail.
+
+Reads the cells a ``scripts/bench_quality.py`` run cached (``<out>.json`` and ``<out>.cells/``) for
+one size and, for every method there plus the ground truth drawn anew, prints against the ground
+truth:
+
+* **FVD** split into its two terms (:func:`~scalecrafter_video.metrics.stats.frechet_terms`): the
+  **mean** term (how far the set's average I3D feature is from the ground truth's) and the
+  **spread** term (how differently the features scatter), with the set's own spread ``Tr(cov)``;
+* **FVD low-passed**: the same after every generated frame is area-averaged down to the model's
+  training pixel count and resized back (bicubic), which keeps the layout, object count and motion
+  and drops everything finer than the model was trained to draw. A row that loses FVD to another
+  but wins once both are low-passed loses it in the fine detail, not in what the scene shows.
+
+I3D features come from the FVD feature cache, so the cells ``bench_quality.py --fvd on`` scored
+cost nothing; each low-passed set is one new I3D pass (about 2.5 s per clip on one CPU thread).
+
+    python scripts/diagnose_fvd.py --out outputs/bench_v2 --size 64x64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_quality import METHODS, cell_key, fvd_frames, ground_truth_videos, settings_tag  # noqa: E402
+from scalecrafter_video.errors import ScaleCrafterError  # noqa: E402
+from scalecrafter_video.metrics.features import embed_video_sets  # noqa: E402
+from scalecrafter_video.metrics.i3d_weights import cache_root, load_i3d  # noqa: E402
+from scalecrafter_video.metrics.stats import feature_statistics, frechet_terms  # noqa: E402
+
+
+def low_pass(videos: np.ndarray, pixels: int) -> np.ndarray:
+    """``(N, F, H, W, 3)`` uint8 area-averaged to about ``pixels`` pixels per frame (same aspect)
+    and resized back with bicubic interpolation."""
+    n, f, h, w, _ = videos.shape
+    scale = (pixels / (h * w)) ** 0.5
+    small = (max(1, round(h * scale)), max(1, round(w * scale)))
+    x = rearrange(torch.from_numpy(videos).float(), "n f h w c -> (n f) c h w")
+    x = F.interpolate(F.interpolate(x, size=small, mode="area"), size=(h, w), mode="bicubic", align_corners=False)
+    x = x.clamp(0, 255).round().to(torch.uint8)
+    return rearrange(x, "(n f) c h w -> n f h w c", n=n).numpy()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="outputs/bench_quality", help="the bench_quality.py output stem")
+    p.add_argument("--size", required=True, help="HxW of the cells to read, e.g. 64x64")
+    p.add_argument("--videos", type=int, help="videos per cell (default: the largest cached)")
+    p.add_argument("--methods", help="subset of the cached methods (default: all)")
+    p.add_argument("--low-pass", default="all", help="rows to low-pass too: all, none or a method list")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    stem = Path(args.out)
+    meta_file = stem.with_suffix(".json")
+    if not meta_file.is_file():
+        raise ScaleCrafterError(f"{meta_file} not found; run scripts/bench_quality.py --out {stem} first")
+    meta = json.loads(meta_file.read_text())["meta"]
+    cache = Path(str(stem) + ".cells")
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    size_key = f"{h}x{w}"
+    counts = sorted({int(f.stem.split(f"-m{meta['model_fingerprint']}-n")[1].split("-")[0])
+                     for f in cache.glob(f"{size_key}-*-m{meta['model_fingerprint']}-n*.npz")})
+    if not counts:
+        raise ScaleCrafterError(f"no cached {size_key} cells of this model under {cache}")
+    videos_n = args.videos or counts[-1]
+    tag = settings_tag(meta["model_fingerprint"], videos_n, meta["steps"], meta["guidance"], meta["seed"])
+    wanted = args.methods.split(",") if args.methods else list(METHODS)
+    rows: dict[str, np.ndarray] = {}
+    for method in wanted:
+        key = cell_key(size_key, method, tag, meta["lr_fraction"], Path(str(stem) + ".tuned"))
+        if (cache / f"{key}.npz").is_file():
+            rows[METHODS[method]] = np.load(cache / f"{key}.npz")["videos"]
+    if not rows:
+        raise ScaleCrafterError(f"no cached {size_key} cells with {videos_n} videos for {', '.join(wanted)}")
+    prompts = meta["prompts"][:videos_n]
+    gt = ground_truth_videos(prompts, (h, w), meta["frames"], meta["seed"])
+    rows = {"ground truth": gt, "ground truth, new draw": ground_truth_videos(prompts, (h, w), meta["frames"],
+                                                                               meta["seed"] + 1), **rows}
+    pixels = meta["train_size"][0] * meta["train_size"][1]
+    low = set(rows) if args.low_pass == "all" else set() if args.low_pass == "none" else {
+        METHODS.get(m, m) for m in args.low_pass.split(",")}
+
+    model = load_i3d(device=torch.device("cpu"))
+
+    def features(v: np.ndarray, label: str) -> np.ndarray:
+        (fs,) = embed_video_sets([fvd_frames(v)], model=model, labels=[label], num_frames=16,
+                                 cache_dir=cache_root() / "fvd-features", workers=0)
+        return fs.features
+
+    real = features(gt, "ground truth")
+    lines = [f"# Where the FVD comes from at {size_key} ({videos_n} videos per set)", "",
+             f"`python scripts/diagnose_fvd.py --out {stem} --size {size_key}`. FVD = mean term + spread term, "
+             f"each against the ground truth; Tr(cov) is the set's own spread (ground truth: see its row). "
+             f"Low-passed: every frame area-averaged to {pixels} pixels (the training size) and resized back, "
+             "so layout, count and motion stay and finer detail goes.", "",
+             "| set | FVD | mean term | spread term | Tr(cov) | FVD low-passed | mean | spread |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, v in rows.items():
+        feats = features(v, name)
+        mean, spread = frechet_terms(real, feats)
+        trace = float(np.trace(feature_statistics(feats)[1]))
+        cells = [f"{mean + spread:.1f}", f"{mean:.1f}", f"{spread:.1f}", f"{trace:.1f}"]
+        if name in low:
+            lm, ls = frechet_terms(real, features(low_pass(v, pixels), f"{name}, low-passed"))
+            cells += [f"{lm + ls:.1f}", f"{lm:.1f}", f"{ls:.1f}"]
+        else:
+            cells += ["-", "-", "-"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    target = Path(f"{stem}.fvd-terms-{size_key}.md")
+    target.write_text("\n".join(lines) + "\n")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ScaleCrafterError as exc:
+        sys.exit(f"error: {exc}")
