@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, remove_scalecrafter  # noqa: E402
+from scalecrafter_video.errors import ConfigError  # noqa: E402
 from scalecrafter_video.demo.scenes import (  # noqa: E402
     COLOURS,
     DIRECTIONS,
@@ -244,18 +245,27 @@ def write_outputs(stem: Path, results: dict, meta: dict) -> None:
     lines.append("")
     header = "| size | method | videos | " + " | ".join(m[1] for m in METRICS) + " | s/video |"
     lines += [header, "|" + "---|" * (len(METRICS) + 4)]
+    not_run = []
     for size_key, cells in results.items():
         for method, cell in cells.items():
             s = cell["summary"]
+            if cell.get("not_applicable"):
+                lines.append(f"| {size_key} | {METHODS.get(method, method)} | - | "
+                             + " | ".join("n/a" for _ in METRICS) + " | - |")
+                not_run.append(f"- {size_key}, {METHODS.get(method, method)}: not run: {cell['not_applicable']}")
+                continue
             row = [size_key, METHODS.get(method, method), str(s.get("videos", "-"))]
             row += [fmt(s.get(k), unit) for k, _, unit, _ in METRICS]
             row.append(f"{cell.get('seconds_per_video', 0):.2f}" if method not in (GROUND_TRUTH, REDRAW) else "-")
             lines.append("| " + " | ".join(row) + " |")
+    if not_run:
+        lines += [""] + not_run
     lines += ["", "ScaleCrafter schedules used (automatic rule, `ScaleCrafterConfig.auto`; full configs of every "
               "cell in the JSON file next to this table):", ""]
     for size_key, cells in results.items():
-        cell = cells.get("disperse") or cells.get("ndcfg") or cells.get("scalecrafter") or cells.get("lr")
-        if cell and cell.get("config"):
+        cell = next((cells[m] for m in ("disperse", "ndcfg", "scalecrafter", "lr") if (cells.get(m) or {}).get("config")),
+                    None)
+        if cell:
             c = cell["config"]
             extra = ""
             if c.get("ndcfg_dilation"):
@@ -419,8 +429,16 @@ def main(argv=None):
             if score_fvd(gt_cell, videos, gt) or stale or not gt_file.is_file():  # FVD(X, X) = 0 checks the wiring
                 gt_file.write_text(json.dumps(gt_cell) + "\n")
         for method in methods:
-            config = configs_for(method, pipe, size, levels, tuned=lambda: tuned_config(
-                pipe, size, steps, tuned_dir, args.tune_scenes, args.tune_buckets, args.seed))
+            try:
+                config = configs_for(method, pipe, size, levels, tuned=lambda: tuned_config(
+                    pipe, size, steps, tuned_dir, args.tune_scenes, args.tune_buckets, args.seed))
+            except ConfigError as exc:  # e.g. dispersion at an aspect whose every factor is per-axis
+                key = cell_key(size_key, method, tag, args.lr_fraction, tuned_dir)
+                (cache / f"{key}.json").write_text(json.dumps({"summary": {"videos": 0}, "config": None,
+                                                               "not_applicable": str(exc)}) + "\n")
+                tqdm.write(f"{size_key} {METHODS[method]}: not run: {exc}")
+                bar.update(args.videos)
+                continue
             key = cell_key(size_key, method, tag, args.lr_fraction, tuned_dir)
             cell_file, video_file = cache / f"{key}.json", cache / f"{key}.npz"
             if cell_file.is_file() and video_file.is_file():
