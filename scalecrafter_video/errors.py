@@ -15,3 +15,14 @@ class ModelLoadError(ScaleCrafterError, FileNotFoundError):
 
 class NonFiniteError(ScaleCrafterError):
     """Sampling produced NaN / inf latents: nothing is written."""
+
+
+def run_script(main) -> None:
+    """Run a script's ``main()`` and exit with its code; a :class:`ScaleCrafterError` ends it with
+    one ``error:`` line instead of a traceback, as the CLI does."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except ScaleCrafterError as exc:
+        sys.exit(f"error: {exc}")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_quality import METHODS, cell_key, fvd_frames, ground_truth_videos, settings_tag  # noqa: E402
-from scalecrafter_video.errors import ScaleCrafterError  # noqa: E402
+from scalecrafter_video.errors import ScaleCrafterError, run_script  # noqa: E402
 from scalecrafter_video.metrics.features import embed_video_sets  # noqa: E402
 from scalecrafter_video.metrics.i3d_weights import cache_root, load_i3d  # noqa: E402
 from scalecrafter_video.metrics.stats import feature_statistics, frechet_terms  # noqa: E402
@@ -129,7 +129,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ScaleCrafterError as exc:
-        sys.exit(f"error: {exc}")
+    run_script(main)

@@ -92,9 +92,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from scalecrafter_video.errors import ScaleCrafterError
+    from scalecrafter_video.errors import run_script
 
-    try:
-        sys.exit(main())
-    except ScaleCrafterError as exc:
-        sys.exit(f"error: {exc}")
+    run_script(main)
