@@ -327,6 +327,11 @@ def ground_truth_videos(prompts, size, frames, seed) -> np.ndarray:
     return to_uint8(render_batch(scenes, *size, frames))
 
 
+def redrawn_ground_truth(prompts, size, frames, seed) -> np.ndarray:
+    """The same prompts rendered again with other positions, sizes and speeds (the FVD floor row)."""
+    return ground_truth_videos(prompts, size, frames, seed + 1)
+
+
 def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fraction, tuned_dir=None) -> dict:
     """Every cached cell of this model and these sampling settings, any number of videos (the
     largest wins), by size (by pixel count) and method: separate runs add up to one table."""
@@ -421,7 +426,7 @@ def main(argv=None):
         gt = ground_truth_videos(prompts, size, frames, args.seed)
         # The same prompts rendered again with other positions, sizes and speeds: its distances to
         # the ground truth are what two equally good sets of this size score (FVD's floor at n videos).
-        for name, videos in (("gt", gt), ("gt-redraw", ground_truth_videos(prompts, size, frames, args.seed + 1))):
+        for name, videos in (("gt", gt), ("gt-redraw", redrawn_ground_truth(prompts, size, frames, args.seed))):
             gt_file = cache / f"{cell_key(size_key, name, tag, None)}.json"
             gt_cell = json.loads(gt_file.read_text()) if gt_file.is_file() else {
                 "summary": summarize([evaluate_video(v, prompt=p) for v, p in zip(videos, prompts)]), "config": None}
