@@ -35,7 +35,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_quality import METHODS, cell_key, fvd_frames, ground_truth_videos, settings_tag  # noqa: E402
+from bench_quality import (  # noqa: E402
+    GROUND_TRUTH, METHODS, REDRAW, cell_key, fvd_frames, ground_truth_videos, prompts_for, redrawn_ground_truth,
+    settings_tag,
+)
 from scalecrafter_video.errors import ScaleCrafterError, run_script  # noqa: E402
 from scalecrafter_video.metrics.features import embed_video_sets  # noqa: E402
 from scalecrafter_video.metrics.i3d_weights import cache_root, load_i3d  # noqa: E402
@@ -87,10 +90,9 @@ def main(argv=None) -> int:
             rows[METHODS[method]] = np.load(cache / f"{key}.npz")["videos"]
     if not rows:
         raise ScaleCrafterError(f"no cached {size_key} cells with {videos_n} videos for {', '.join(wanted)}")
-    prompts = meta["prompts"][:videos_n]
+    prompts = prompts_for(videos_n, meta["seed"])  # the cells' own prompts: the JSON holds the last run's
     gt = ground_truth_videos(prompts, (h, w), meta["frames"], meta["seed"])
-    rows = {"ground truth": gt, "ground truth, new draw": ground_truth_videos(prompts, (h, w), meta["frames"],
-                                                                               meta["seed"] + 1), **rows}
+    rows = {GROUND_TRUTH: gt, REDRAW: redrawn_ground_truth(prompts, (h, w), meta["frames"], meta["seed"]), **rows}
     pixels = meta["train_size"][0] * meta["train_size"][1]
     low = set(rows) if args.low_pass == "all" else set() if args.low_pass == "none" else {
         METHODS.get(m, m) for m in args.low_pass.split(",")}
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
                                  cache_dir=cache_root() / "fvd-features", workers=0)
         return fs.features
 
-    real = features(gt, "ground truth")
+    real = features(gt, GROUND_TRUTH)
     lines = [f"# Where the FVD comes from at {size_key} ({videos_n} videos per set)", "",
              f"`python scripts/diagnose_fvd.py --out {stem} --size {size_key}`. FVD = mean term + spread term, "
              f"each against the ground truth; Tr(cov) is the set's own spread (ground truth: see its row). "
