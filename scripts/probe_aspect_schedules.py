@@ -43,7 +43,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    (size,) = parse_sizes(args.size)
+    try:
+        (size,) = parse_sizes(args.size)
+    except ValueError:
+        p.error(f"--size must look like 32x96 (HEIGHTxWIDTH), got {args.size!r}")
     pipe = load_demo_pipeline(args.model)
     auto = configs_for("scalecrafter", pipe, size, unet_levels(pipe.unet))
     deepest = ("down_blocks.2", "mid_block", "up_blocks.0")
