@@ -11,9 +11,12 @@ draws ("ground truth, new draw") gets them too, the floor that sampling noise al
 videos. Writes a markdown table and a JSON file (results, the exact
 ScaleCrafter config of every cell, seeds, timings). Each finished cell (metrics and its videos) is
 cached under ``<out>.cells/`` keyed by the model's weights and the settings, so an interrupted run
-resumes where it stopped, and runs over different sizes or methods with the same ``--out`` add up
-to one table. A cached cell made before the ground-truth metrics gained a column is re-scored from
-its stored videos.
+resumes where it stopped (a cell in progress keeps its finished batches in ``<key>.partial.npz``),
+and runs over different sizes or methods with the same ``--out`` add up to one table. A cell asked
+for with more videos than a cached one starts from the cached videos: video i's prompt and seed
+depend only on i and ``--batch``, so the first videos of a larger cell are the smaller cell's.
+A cached cell made before the ground-truth metrics gained a column is re-scored from its stored
+videos.
 
 Methods (cumulative from "ScaleCrafter"):
   direct        Direct-Inf: the model run unchanged at the target size
@@ -55,6 +58,7 @@ sys.path.insert(0, str(REPO))
 
 from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, remove_scalecrafter  # noqa: E402
 from scalecrafter_video.errors import ConfigError  # noqa: E402
+from scalecrafter_video.atomic import atomic_path, write_text_atomic  # noqa: E402
 from scalecrafter_video.demo.scenes import (  # noqa: E402
     COLOURS,
     DIRECTIONS,
@@ -284,8 +288,9 @@ def write_outputs(stem: Path, results: dict, meta: dict) -> None:
     if meta.get("fvd_crops"):
         lines += ["", meta["fvd_crops"]]
     lines.append("")
-    stem.with_suffix(".md").write_text("\n".join(lines))
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    # atomic: runs over other sizes may share --out and rewrite these files at the same time
+    write_text_atomic(stem.with_suffix(".md"), "\n".join(lines))
+    write_text_atomic(stem.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
 
 
 DISTANCES = ("fvd", "kvd", "fvd_crops", "kvd_crops")
@@ -318,6 +323,36 @@ def cell_key(size_key, method, tag, lr_fraction, tuned_dir: Path | None = None) 
         digest = hashlib.sha256(schedule.read_bytes()).hexdigest()[:8] if schedule.is_file() else "none"
         key += f"-t{digest}"
     return key
+
+
+def resume_point(cache: Path, key: str, fingerprint: str, steps, guidance, seed, lr_fraction, tuned_dir,
+                 size_key: str, method: str, videos: int, batch: int) -> tuple[np.ndarray | None, float]:
+    """Videos already made for this cell and the seconds they took: its own finished batches
+    (``<key>.partial.npz``), else the largest cached cell of the same settings with fewer videos,
+    a whole number of batches of the same size (video i's prompt and seed depend only on i and the
+    batch size, so those videos are this cell's first ones). ``(None, 0.0)`` when there is none."""
+    partial = cache / f"{key}.partial.npz"
+    if partial.is_file():
+        with np.load(partial) as data:
+            if int(data["batch"]) == batch:
+                made = len(data["videos"])
+                return data["videos"][:videos], float(data["seconds"]) * min(made, videos) / made
+    best = None
+    for n in range(videos - batch, 0, -batch):
+        smaller = cell_key(size_key, method, settings_tag(fingerprint, n, steps, guidance, seed), lr_fraction, tuned_dir)
+        cell_file, video_file = cache / f"{smaller}.json", cache / f"{smaller}.npz"
+        if cell_file.is_file() and video_file.is_file():
+            cell = json.loads(cell_file.read_text())
+            if cell.get("batch") == batch:  # cells that do not record their batch size are not reused
+                best = (np.load(video_file)["videos"], cell["seconds_per_video"] * n)
+                break
+    return best if best is not None else (None, 0.0)
+
+
+def save_partial(cache: Path, key: str, videos: list, seconds: float, batch: int) -> None:
+    """The finished batches of a cell in progress, written atomically: an interrupted run resumes here."""
+    with atomic_path(cache / f"{key}.partial.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, videos=np.stack(videos), seconds=seconds, batch=batch)
 
 
 def ground_truth_videos(prompts, size, frames, seed) -> np.ndarray:
@@ -454,23 +489,32 @@ def main(argv=None):
                     cell_file.write_text(json.dumps(cell) + "\n")
                 bar.update(args.videos)
                 continue
-            started = time.perf_counter()
-            per_video, videos = [], []
-            for b0 in range(0, args.videos, args.batch):
+            made, seconds = resume_point(cache, key, fingerprint, steps, guidance, args.seed, args.lr_fraction,
+                                         tuned_dir, size_key, method, args.videos, args.batch)
+            videos = list(made) if made is not None else []
+            if videos:
+                tqdm.write(f"{size_key} {METHODS[method]}: {len(videos)} of {args.videos} videos already made, "
+                           "going on from there")
+                bar.update(len(videos))
+            for b0 in range(len(videos), args.videos, args.batch):
                 batch_prompts = prompts[b0 : b0 + args.batch]
+                started = time.perf_counter()
                 out = generate(method, pipe, config, batch_prompts, size, args.seed + b0, call, args.lr_fraction)
-                for p, v in zip(batch_prompts, out):
-                    per_video.append(evaluate_video(v, prompt=p))
-                    videos.append(v)
+                seconds += time.perf_counter() - started
+                videos.extend(out)
+                if len(videos) < args.videos:
+                    save_partial(cache, key, videos, seconds, args.batch)
                 bar.update(len(batch_prompts))
                 bar.set_postfix(size=size_key, method=method)
-            seconds = time.perf_counter() - started
             videos = np.stack(videos)
+            per_video = [evaluate_video(v, prompt=p) for v, p in zip(videos, prompts)]
             cell = {"summary": summarize(per_video), "config": config.to_dict() if config else None,
-                    "seconds_per_video": seconds / args.videos, "per_video": per_video}
+                    "seconds_per_video": seconds / args.videos, "batch": args.batch, "per_video": per_video}
             score_fvd(cell, videos, gt)
-            np.savez_compressed(video_file, videos=videos)
-            cell_file.write_text(json.dumps(cell) + "\n")
+            with atomic_path(video_file) as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, videos=videos)
+            write_text_atomic(cell_file, json.dumps(cell) + "\n")
+            (cache / f"{key}.partial.npz").unlink(missing_ok=True)
             write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction, tuned_dir), meta)
     bar.close()
     write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction, tuned_dir), meta)

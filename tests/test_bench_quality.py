@@ -1,0 +1,74 @@
+"""scripts/bench_quality.py resumes without changing a single pixel: a cell asked for with more videos
+starts from a smaller cached cell, an interrupted cell goes on from its finished batches, and a
+cell made with another batch size (other seeds per video) is never reused."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_quality.py"
+FAST = ["--sizes", "32x32", "--methods", "direct", "--steps", "2", "--fvd", "off", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_quality_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(bench, out: Path, videos: int, batch: int = 1):
+    bench.main(FAST + ["--videos", str(videos), "--batch", str(batch), "--out", str(out)])
+    (cell,) = Path(f"{out}.cells").glob(f"32x32-direct-*-n{videos}-*.npz")
+    return np.load(cell)["videos"]
+
+
+@pytest.fixture(scope="module")
+def fresh3(bench, tmp_path_factory):
+    """Three videos made in one go, batch size 1: what every resumed run must reproduce exactly."""
+    return run(bench, tmp_path_factory.mktemp("fresh") / "bench", 3)
+
+
+def test_more_videos_start_from_the_smaller_cell(bench, fresh3, tmp_path, capsys):
+    out = tmp_path / "bench"
+    two = run(bench, out, 2)
+    capsys.readouterr()
+    three = run(bench, out, 3)
+    assert "2 of 3 videos already made" in capsys.readouterr().out
+    np.testing.assert_array_equal(three[:2], two)
+    np.testing.assert_array_equal(three, fresh3)
+
+
+def test_an_interrupted_cell_goes_on_from_its_finished_batches(bench, fresh3, tmp_path, monkeypatch):
+    out, real, calls = tmp_path / "bench", bench.generate, []
+
+    def interrupted_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "generate", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run(bench, out, 3)
+    (partial,) = Path(f"{out}.cells").glob("*.partial.npz")
+    assert len(np.load(partial)["videos"]) == 2
+
+    calls.clear()
+    monkeypatch.setattr(bench, "generate", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    three = run(bench, out, 3)
+    assert len(calls) == 1 and len(calls[0]) == 1  # only the third video was made
+    assert not list(Path(f"{out}.cells").glob("*.partial.npz"))
+    np.testing.assert_array_equal(three, fresh3)
+
+
+def test_a_cell_of_another_batch_size_is_not_reused(bench, tmp_path, capsys):
+    out = tmp_path / "bench"
+    run(bench, out, 2, batch=1)
+    capsys.readouterr()
+    four = run(bench, out, 4, batch=2)
+    assert "already made" not in capsys.readouterr().out
+    np.testing.assert_array_equal(four, run(bench, tmp_path / "other", 4, batch=2))
