@@ -135,16 +135,13 @@ PROBE_T = (500, 700, 850, 950, 990)
 PROBE_SCENES = 24
 
 
-def make_probe(tokenizer, world: str = "v2"):
-    """A fixed held-out set for :func:`text_gaps`: scenes, their noised frames at ``PROBE_T`` and the
-    token ids of the true prompt, of the prompt with one word swapped, and of the empty prompt."""
+def probe_prompts(world: str = "v2"):
+    """The held-out scenes of :func:`make_probe`, the ramp they are rendered with, and their prompts:
+    the true one, one word swapped (colour, shape or direction), and the empty prompt."""
     from scalecrafter_video.demo.scenes import COLOURS, DIRECTIONS, SHAPES
 
     rng = np.random.default_rng([987654321])
     scenes, ramp = world_scenes(rng, PROBE_SCENES, world)
-    x0 = torch.from_numpy(render_batch(scenes, *TRAIN_SIZE, FRAMES, ramp=ramp)).permute(0, 4, 1, 2, 3).contiguous() * 2 - 1
-    gen = torch.Generator().manual_seed(987654321)
-    noise = torch.randn((len(PROBE_T),) + tuple(x0.shape), generator=gen)
 
     def other(options, value):  # the next option round the list: always a different word
         options = list(options)
@@ -157,18 +154,26 @@ def make_probe(tokenizer, world: str = "v2"):
         "direction": [f"a {s.colour} {s.shape} moving {other(DIRECTIONS, s.direction)}" for s in scenes],
         "empty": [""] * len(scenes),
     }
+    return scenes, ramp, variants
+
+
+def make_probe(tokenizer, world: str = "v2"):
+    """A fixed held-out set for :func:`text_gaps`: clips ``(B, 3, F, H, W)`` in [-1, 1], noise
+    ``(len(PROBE_T), B, 3, F, H, W)`` and the token ids of each prompt variant of :func:`probe_prompts`."""
+    scenes, ramp, variants = probe_prompts(world)
+    x0 = torch.from_numpy(render_batch(scenes, *TRAIN_SIZE, FRAMES, ramp=ramp)).permute(0, 4, 1, 2, 3).contiguous() * 2 - 1
+    gen = torch.Generator().manual_seed(987654321)
+    noise = torch.randn((len(PROBE_T),) + tuple(x0.shape), generator=gen)
     ids = {k: tokenizer(v, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
            for k, v in variants.items()}
     return x0, noise, ids
 
 
 @torch.no_grad()
-def text_gaps(unet, text, probe, alphas_cumprod) -> dict:
-    """How much each prompt word lowers the loss: ``loss(word swapped) / loss(true prompt) - 1`` per
-    word, and the same for the empty prompt, averaged over ``PROBE_T``. Near 0 means the model
-    ignores that word (shape and direction of demo model v1 were at chance)."""
+def probe_losses(unet, text, probe, alphas_cumprod) -> dict:
+    """The v-prediction loss of every prompt variant at every ``PROBE_T``: ``{variant: [loss per t]}``."""
     x0, noise, ids = probe
-    losses = {k: 0.0 for k in ids}
+    losses = {k: [] for k in ids}
     for i, t in enumerate(PROBE_T):
         a = alphas_cumprod[t]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise[i]
@@ -176,8 +181,21 @@ def text_gaps(unet, text, probe, alphas_cumprod) -> dict:
         tt = torch.full((x0.shape[0],), t)
         for k, v in ids.items():
             pred = unet(xt, tt, encoder_hidden_states=text(v)[0]).sample
-            losses[k] += F.mse_loss(pred, target).item() / len(PROBE_T)
-    return {k: round(losses[k] / losses["true"] - 1, 4) for k in losses if k != "true"} | {"loss": round(losses["true"], 5)}
+            losses[k].append(F.mse_loss(pred, target).item())
+    return losses
+
+
+def gaps_from_losses(losses: dict) -> dict:
+    """``loss(variant) / loss(true prompt) - 1`` per variant, the losses averaged over the timesteps."""
+    mean = {k: sum(v) / len(v) for k, v in losses.items()}
+    return {k: round(mean[k] / mean["true"] - 1, 4) for k in mean if k != "true"} | {"loss": round(mean["true"], 5)}
+
+
+def text_gaps(unet, text, probe, alphas_cumprod) -> dict:
+    """How much each prompt word lowers the loss: ``loss(word swapped) / loss(true prompt) - 1`` per
+    word, and the same for the empty prompt, averaged over ``PROBE_T``. Near 0 means the model
+    ignores that word (shape and direction of demo model v1 were at chance)."""
+    return gaps_from_losses(probe_losses(unet, text, probe, alphas_cumprod))
 
 
 def atomic_save(obj, path: Path):

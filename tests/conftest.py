@@ -96,6 +96,21 @@ def one_thread():
 
 
 # ============================================================================ 2. subprocess environment
+@pytest.fixture(scope="session")
+def load_script(repo_root):
+    """``load_script("bench_quality")``: a script of ``scripts/`` as a module, so a test can patch its
+    functions (``runpy`` hands back a copy of the globals, which the functions do not read)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"{name}_under_test", repo_root / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture
 def subprocess_env() -> dict[str, str]:
     """Environment for a child process that runs this checkout's package (the CLI, torchrun workers,

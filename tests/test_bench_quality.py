@@ -2,22 +2,17 @@
 starts from a smaller cached cell, an interrupted cell goes on from its finished batches, and a
 cell made with another batch size (other seeds per video) is never reused."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_quality.py"
 FAST = ["--sizes", "32x32", "--methods", "direct", "--steps", "2", "--fvd", "off", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_quality_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_quality")
 
 
 def run(bench, out: Path, videos: int, batch: int = 1):
