@@ -15,7 +15,9 @@ Bayes-optimal denoiser of the scene world and once for the model, side by side:
 * **model**: the demo model's loss on the same probe (``train_demo_model.probe_losses``).
 
 A gap is ``loss(word swapped) / loss(true prompt) - 1``; "model / oracle" is the share of the
-available reward the model has taken.
+available reward the model has taken. Last, the share of each word swap's change to the oracle's
+prediction at the noisiest timestep (the prompt's mean clip) that is the same in every frame: a
+spatial cross-attention that reads the prompt alike in every frame can write such a change directly.
 
     python scripts/oracle_word_gaps.py                       # the embedded model, 4096 scenes per prompt
     python scripts/oracle_word_gaps.py --bank 1024           # quicker, to see the estimate settle
@@ -85,8 +87,18 @@ def bank_for(prompt: str, count: int, seed: int, index: int, ramp: float) -> tor
     return clips.reshape(count, -1)  # (N, C*F*H*W), the probe's (B, C, F, H, W) order
 
 
+def frame_constant_share(change: torch.Tensor) -> float:
+    """The share of a change to clips ``(B, C, F, H, W)`` that is the same in every frame: a word whose
+    change is frame-constant can be written into each frame alike; one whose change is not needs the
+    word, the frame and the place together."""
+    same = change.mean(2, keepdim=True).expand_as(change)
+    return float((same**2).sum() / (change**2).sum())
+
+
 def oracle_losses(x0, noise, variants, ramp, alphas_cumprod, bank: int, chunk: int, seed: int):
-    """``({variant: [loss per t]}, {t: median ESS of the true prompt})`` of the Bayes-optimal denoiser."""
+    """``({variant: [loss per t]}, {t: median ESS of the true prompt}, {word: frame-constant share})``
+    of the Bayes-optimal denoiser; the shares are of the change a word swap makes to its prediction
+    at the noisiest probe timestep, where that prediction is the prompt's mean clip."""
     grammar = [f"a {c} {s} moving {d}" for c in COLOURS for s in SHAPES for d in DIRECTIONS]
     flat = x0.reshape(x0.shape[0], -1).double()
     a = torch.stack([alphas_cumprod[t] for t in PROBE_T]).double()
@@ -107,7 +119,10 @@ def oracle_losses(x0, noise, variants, ramp, alphas_cumprod, bank: int, chunk: i
     ess = post.ess()
     true_ess = {t: float(ess[[n for n, (k, _, j) in enumerate(queries) if k == "true" and j == jj]].median())
                 for jj, t in enumerate(PROBE_T)}
-    return losses, true_ess
+    j = len(PROBE_T) - 1
+    pick = lambda k: post.mean()[[n for n, (kk, _, jj) in enumerate(queries) if kk == k and jj == j]]  # noqa: E731
+    shares = {k: frame_constant_share((pick(k) - pick("true")).reshape(x0.shape)) for k in variants if k != "true"}
+    return losses, true_ess, shares
 
 
 def main(argv=None) -> int:
@@ -127,7 +142,7 @@ def main(argv=None) -> int:
     model = probe_losses(pipe.unet, pipe.text_encoder, probe, alphas)
     _, ramp, variants = probe_prompts()
     started = time.perf_counter()
-    oracle, ess = oracle_losses(probe[0], probe[1], variants, ramp, alphas, args.bank, args.chunk, args.seed)
+    oracle, ess, shares = oracle_losses(probe[0], probe[1], variants, ramp, alphas, args.bank, args.chunk, args.seed)
     print(f"model {args.model or 'the embedded demo model'}; oracle from {args.bank} scenes per prompt "
           f"({time.perf_counter() - started:.0f} s); gaps = loss(word swapped) / loss(true prompt) - 1\n")
     print("| t | ESS (true prompt) | " + " | ".join(f"{w}: oracle / model" for w in WORDS) + " |")
@@ -146,6 +161,8 @@ def main(argv=None) -> int:
           + " | ".join(f"{og[w]:+.1%} / {mg[w]:+.1%}" for w in WORDS) + " |")
     print("\nshare of the oracle's gap the model takes there: "
           + ", ".join(f"{w} {mg[w] / og[w]:.0%}" if og[w] > 0 else f"{w} -" for w in WORDS))
+    print(f"share of the oracle's change at t = {PROBE_T[-1]} (the prompt's mean clip) that is the same in every "
+          "frame: " + ", ".join(f"{w} {shares[w]:.0%}" for w in WORDS))
     return 0
 
 

@@ -54,3 +54,12 @@ def test_the_two_ends_of_the_noise_scale(oracle):
     noisy.add(bank, [0])
     torch.testing.assert_close(noisy.mean()[0], bank.double().mean(0), rtol=0, atol=1e-3)  # pure noise: the prior mean
     assert noisy.ess().item() == pytest.approx(64, rel=1e-3)
+
+
+def test_frame_constant_share(oracle):
+    g = torch.Generator().manual_seed(3)
+    pattern = torch.randn(2, 3, 1, 4, 4, generator=g)
+    assert oracle.frame_constant_share(pattern.expand(2, 3, 8, 4, 4)) == pytest.approx(1.0)
+    alternating = pattern * torch.tensor([1.0, -1.0] * 4).view(1, 1, 8, 1, 1)
+    assert oracle.frame_constant_share(alternating) == pytest.approx(0.0, abs=1e-6)
+    assert 0.2 < oracle.frame_constant_share(pattern + 0.5 * torch.randn(2, 3, 8, 4, 4, generator=g)) < 0.95
