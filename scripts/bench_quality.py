@@ -325,6 +325,12 @@ def cell_key(size_key, method, tag, lr_fraction, tuned_dir: Path | None = None) 
     return key
 
 
+def parse_cell_name(stem: str, fingerprint: str) -> tuple[str, str, int] | None:
+    """``(size_key, method, videos)`` of a cached cell's file name (see :func:`cell_key`), else None."""
+    match = re.match(rf"^(\d+x\d+)-(.+)-m{fingerprint}-n(\d+)-", stem)  # methods may hold "-"
+    return None if match is None else (match.group(1), match.group(2), int(match.group(3)))
+
+
 def resume_point(cache: Path, key: str, fingerprint: str, steps, guidance, seed, lr_fraction, tuned_dir,
                  size_key: str, method: str, videos: int, batch: int) -> tuple[np.ndarray | None, float]:
     """Videos already made for this cell and the seconds they took: its own finished batches
@@ -372,10 +378,10 @@ def collect_cells(cache: Path, fingerprint: str, steps, guidance, seed, lr_fract
     largest wins), by size (by pixel count) and method: separate runs add up to one table."""
     found: dict = {}
     for f in cache.glob(f"*-m{fingerprint}-n*-s{steps}-g{guidance}-seed{seed}*.json"):
-        match = re.match(rf"^(\d+x\d+)-(.+)-m{fingerprint}-n(\d+)-", f.stem)  # methods may hold "-"
-        if match is None:
+        parsed = parse_cell_name(f.stem, fingerprint)
+        if parsed is None:
             continue
-        size_key, method, videos = match.group(1), match.group(2), int(match.group(3))
+        size_key, method, videos = parsed
         tag = settings_tag(fingerprint, videos, steps, guidance, seed)
         if method not in METHODS or f.stem != cell_key(size_key, method, tag, lr_fraction, tuned_dir):
             continue

@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_quality import (  # noqa: E402
-    GROUND_TRUTH, METHODS, REDRAW, cell_key, fvd_frames, ground_truth_videos, prompts_for, redrawn_ground_truth,
-    settings_tag,
+    GROUND_TRUTH, METHODS, REDRAW, cell_key, fvd_frames, ground_truth_videos, parse_cell_name, prompts_for,
+    redrawn_ground_truth, settings_tag,
 )
 from scalecrafter_video.errors import ScaleCrafterError, run_script  # noqa: E402
 from scalecrafter_video.metrics.features import embed_video_sets  # noqa: E402
@@ -76,8 +76,9 @@ def main(argv=None) -> int:
     cache = Path(str(stem) + ".cells")
     h, w = (int(v) for v in args.size.lower().split("x"))
     size_key = f"{h}x{w}"
-    counts = sorted({int(f.stem.split(f"-m{meta['model_fingerprint']}-n")[1].split("-")[0])
-                     for f in cache.glob(f"{size_key}-*-m{meta['model_fingerprint']}-n*.npz")})
+    counts = sorted({parse_cell_name(f.stem, meta["model_fingerprint"])[2]
+                     for f in cache.glob(f"{size_key}-*-m{meta['model_fingerprint']}-n*.npz")
+                     if not f.name.endswith(".partial.npz")})
     if not counts:
         raise ScaleCrafterError(f"no cached {size_key} cells of this model under {cache}")
     videos_n = args.videos or counts[-1]
