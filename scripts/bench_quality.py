@@ -340,11 +340,10 @@ def resume_point(cache: Path, key: str, fingerprint: str, steps, guidance, seed,
     partial = cache / f"{key}.partial.npz"
     if partial.is_file():
         with np.load(partial) as data:
-            if int(data["batch"]) == batch:
-                made = len(data["videos"])
-                return data["videos"][:videos], float(data["seconds"]) * min(made, videos) / made
+            if int(data["batch"]) == batch:  # the key holds the video count: always fewer than wanted
+                return data["videos"], float(data["seconds"])
     best = None
-    for n in range(videos - batch, 0, -batch):
+    for n in range((videos - 1) // batch * batch, 0, -batch):  # whole batches, fewer than wanted
         smaller = cell_key(size_key, method, settings_tag(fingerprint, n, steps, guidance, seed), lr_fraction, tuned_dir)
         cell_file, video_file = cache / f"{smaller}.json", cache / f"{smaller}.npz"
         if cell_file.is_file() and video_file.is_file():

@@ -67,3 +67,12 @@ def test_a_cell_of_another_batch_size_is_not_reused(bench, tmp_path, capsys):
     four = run(bench, out, 4, batch=2)
     assert "already made" not in capsys.readouterr().out
     np.testing.assert_array_equal(four, run(bench, tmp_path / "other", 4, batch=2))
+
+
+def test_a_cell_ending_in_a_short_batch_is_not_reused(bench, tmp_path, capsys):
+    out = tmp_path / "bench"
+    run(bench, out, 3, batch=2)  # batches [0, 1] and [2]: a five-video run makes [2, 3] together
+    capsys.readouterr()
+    five = run(bench, out, 5, batch=2)
+    assert "already made" not in capsys.readouterr().out
+    np.testing.assert_array_equal(five, run(bench, tmp_path / "other", 5, batch=2))
