@@ -438,7 +438,7 @@ def main(argv=None):
                 threads=torch.get_num_threads(), prompts=prompts)
     if i3d is not None:
         meta["fvd"] = ("I3D (Kinetics-400) logits, every 8-frame video shown with each frame twice (16 frames), "
-                       f"TF1-legacy resize to 224x224, {args.videos} generated vs {args.videos} ground-truth videos "
+                       "TF1-legacy resize to 224x224, as many generated as ground-truth videos (the row's `videos`) "
                        "at the target size; with so few videos FVD is biased upwards, so compare rows, not papers")
 
     crop = min(pipe.train_size)
