@@ -60,9 +60,7 @@ from scalecrafter_video import ScaleCrafterConfig, apply_scalecrafter, remove_sc
 from scalecrafter_video.errors import ConfigError  # noqa: E402
 from scalecrafter_video.atomic import atomic_path, write_text_atomic  # noqa: E402
 from scalecrafter_video.demo.scenes import (  # noqa: E402
-    COLOURS,
-    DIRECTIONS,
-    SHAPES,
+    all_prompts,
     render_batch,
     scene_from_prompt,
     to_uint8,
@@ -140,7 +138,7 @@ def parse_sizes(text):
 
 def prompts_for(n: int, seed: int) -> list[str]:
     """A fixed, balanced prompt list: the 48 combinations in a seeded order, repeated."""
-    combos = [f"a {c} {s} moving {d}" for c in COLOURS for s in SHAPES for d in DIRECTIONS]
+    combos = all_prompts()
     order = np.random.default_rng(seed).permutation(len(combos))
     return [combos[order[i % len(combos)]] for i in range(n)]
 
@@ -331,21 +329,19 @@ def parse_cell_name(stem: str, fingerprint: str) -> tuple[str, str, int] | None:
     return None if match is None else (match.group(1), match.group(2), int(match.group(3)))
 
 
-def resume_point(cache: Path, key: str, fingerprint: str, steps, guidance, seed, lr_fraction, tuned_dir,
-                 size_key: str, method: str, videos: int, batch: int) -> tuple[np.ndarray | None, float]:
-    """Videos already made for this cell and the seconds they took: its own finished batches
-    (``<key>.partial.npz``), else the largest cached cell of the same settings with fewer videos,
-    a whole number of batches of the same size (video i's prompt and seed depend only on i and the
+def resume_point(cache: Path, key_for, videos: int, batch: int) -> tuple[np.ndarray | None, float]:
+    """Videos already made for the cell ``key_for(videos)`` and the seconds they took: its own finished
+    batches (``<key>.partial.npz``), else the largest cached cell ``key_for(n)`` with fewer videos, a
+    whole number of batches of the same size (video i's prompt and seed depend only on i and the
     batch size, so those videos are this cell's first ones). ``(None, 0.0)`` when there is none."""
-    partial = cache / f"{key}.partial.npz"
+    partial = cache / f"{key_for(videos)}.partial.npz"
     if partial.is_file():
         with np.load(partial) as data:
             if int(data["batch"]) == batch:  # the key holds the video count: always fewer than wanted
                 return data["videos"], float(data["seconds"])
     best = None
     for n in range((videos - 1) // batch * batch, 0, -batch):  # whole batches, fewer than wanted
-        smaller = cell_key(size_key, method, settings_tag(fingerprint, n, steps, guidance, seed), lr_fraction, tuned_dir)
-        cell_file, video_file = cache / f"{smaller}.json", cache / f"{smaller}.npz"
+        cell_file, video_file = cache / f"{key_for(n)}.json", cache / f"{key_for(n)}.npz"
         if cell_file.is_file() and video_file.is_file():
             cell = json.loads(cell_file.read_text())
             if cell.get("batch") == batch:  # cells that do not record their batch size are not reused
@@ -356,8 +352,8 @@ def resume_point(cache: Path, key: str, fingerprint: str, steps, guidance, seed,
 
 def save_partial(cache: Path, key: str, videos: list, seconds: float, batch: int) -> None:
     """The finished batches of a cell in progress, written atomically: an interrupted run resumes here."""
-    with atomic_path(cache / f"{key}.partial.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, videos=np.stack(videos), seconds=seconds, batch=batch)
+    with atomic_path(cache / f"{key}.partial.npz", suffix=".npz") as tmp:
+        np.savez_compressed(tmp, videos=np.stack(videos), seconds=seconds, batch=batch)
 
 
 def ground_truth_videos(prompts, size, frames, seed) -> np.ndarray:
@@ -472,30 +468,33 @@ def main(argv=None):
                 "summary": summarize([evaluate_video(v, prompt=p) for v, p in zip(videos, prompts)]), "config": None}
             stale = rescore_if_stale(gt_cell, videos, prompts)
             if score_fvd(gt_cell, videos, gt) or stale or not gt_file.is_file():  # FVD(X, X) = 0 checks the wiring
-                gt_file.write_text(json.dumps(gt_cell) + "\n")
+                write_text_atomic(gt_file, json.dumps(gt_cell) + "\n")
         for method in methods:
             try:
                 config = configs_for(method, pipe, size, levels, tuned=lambda: tuned_config(
                     pipe, size, steps, tuned_dir, args.tune_scenes, args.tune_buckets, args.seed))
             except ConfigError as exc:  # e.g. dispersion at an aspect whose every factor is per-axis
                 key = cell_key(size_key, method, tag, args.lr_fraction, tuned_dir)
-                (cache / f"{key}.json").write_text(json.dumps({"summary": {"videos": 0}, "config": None,
-                                                               "not_applicable": str(exc)}) + "\n")
+                write_text_atomic(cache / f"{key}.json", json.dumps({"summary": {"videos": 0}, "config": None,
+                                                                     "not_applicable": str(exc)}) + "\n")
                 tqdm.write(f"{size_key} {METHODS[method]}: not run: {exc}")
                 bar.update(args.videos)
                 continue
-            key = cell_key(size_key, method, tag, args.lr_fraction, tuned_dir)
+            def key_for(n, size_key=size_key, method=method):  # this cell's cache name with n videos
+                return cell_key(size_key, method, settings_tag(fingerprint, n, steps, guidance, args.seed),
+                                args.lr_fraction, tuned_dir)
+
+            key = key_for(args.videos)
             cell_file, video_file = cache / f"{key}.json", cache / f"{key}.npz"
             if cell_file.is_file() and video_file.is_file():
                 cell = json.loads(cell_file.read_text())
                 videos = np.load(video_file)["videos"]
                 stale = rescore_if_stale(cell, videos, prompts)
                 if score_fvd(cell, videos, gt) or stale:
-                    cell_file.write_text(json.dumps(cell) + "\n")
+                    write_text_atomic(cell_file, json.dumps(cell) + "\n")
                 bar.update(args.videos)
                 continue
-            made, seconds = resume_point(cache, key, fingerprint, steps, guidance, args.seed, args.lr_fraction,
-                                         tuned_dir, size_key, method, args.videos, args.batch)
+            made, seconds = resume_point(cache, key_for, args.videos, args.batch)
             videos = list(made) if made is not None else []
             if videos:
                 tqdm.write(f"{size_key} {METHODS[method]}: {len(videos)} of {args.videos} videos already made, "
@@ -516,8 +515,8 @@ def main(argv=None):
             cell = {"summary": summarize(per_video), "config": config.to_dict() if config else None,
                     "seconds_per_video": seconds / args.videos, "batch": args.batch, "per_video": per_video}
             score_fvd(cell, videos, gt)
-            with atomic_path(video_file) as tmp, open(tmp, "wb") as fh:
-                np.savez_compressed(fh, videos=videos)
+            with atomic_path(video_file, suffix=".npz") as tmp:
+                np.savez_compressed(tmp, videos=videos)
             write_text_atomic(cell_file, json.dumps(cell) + "\n")
             (cache / f"{key}.partial.npz").unlink(missing_ok=True)
             write_outputs(stem, collect_cells(cache, fingerprint, steps, guidance, args.seed, args.lr_fraction, tuned_dir), meta)

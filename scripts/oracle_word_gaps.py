@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from scalecrafter_video.demo.model import FRAMES, TRAIN_SIZE, build_scheduler  # noqa: E402
-from scalecrafter_video.demo.scenes import COLOURS, DIRECTIONS, SHAPES, render_batch, scene_from_prompt  # noqa: E402
+from scalecrafter_video.demo.scenes import all_prompts, render_batch, scene_from_prompt  # noqa: E402
 from scalecrafter_video.demo.showcase import load_demo_pipeline  # noqa: E402
 from train_demo_model import PROBE_T, gaps_from_losses, make_probe, probe_losses, probe_prompts  # noqa: E402
 
@@ -99,20 +99,20 @@ def oracle_losses(x0, noise, variants, ramp, alphas_cumprod, bank: int, chunk: i
     """``({variant: [loss per t]}, {t: median ESS of the true prompt}, {word: frame-constant share})``
     of the Bayes-optimal denoiser; the shares are of the change a word swap makes to its prediction
     at the noisiest probe timestep, where that prediction is the prompt's mean clip."""
-    grammar = [f"a {c} {s} moving {d}" for c in COLOURS for s in SHAPES for d in DIRECTIONS]
     flat = x0.reshape(x0.shape[0], -1).double()
     a = torch.stack([alphas_cumprod[t] for t in PROBE_T]).double()
     # one query per (variant, clip, timestep): the clip noised at that timestep
     queries = [(k, i, j) for k in variants for i in range(len(flat)) for j in range(len(PROBE_T))]
     x_t = torch.stack([a[j].sqrt() * flat[i] + (1 - a[j]).sqrt() * noise[j, i].reshape(-1).double() for _, i, j in queries])
     post = PosteriorMean(x_t, a[[j for *_, j in queries]])
-    for index, prompt in enumerate(grammar):
+    for index, prompt in enumerate(all_prompts()):
         rows = [n for n, (k, i, _) in enumerate(queries) if variants[k][i] in (prompt, "")]
         if not rows:
             continue
         for start in range(0, bank, chunk):
             post.add(bank_for(prompt, min(chunk, bank - start), seed, index * 1000 + start // chunk, ramp), rows)
-    err = ((post.mean() - flat[[i for _, i, _ in queries]]) ** 2).mean(1) / (1 - post.a)  # v-prediction MSE
+    means = post.mean()
+    err = ((means - flat[[i for _, i, _ in queries]]) ** 2).mean(1) / (1 - post.a)  # v-prediction MSE
     losses = {k: [0.0] * len(PROBE_T) for k in variants}
     for (k, _, j), e in zip(queries, err.tolist()):
         losses[k][j] += e / len(flat)
@@ -120,7 +120,7 @@ def oracle_losses(x0, noise, variants, ramp, alphas_cumprod, bank: int, chunk: i
     true_ess = {t: float(ess[[n for n, (k, _, j) in enumerate(queries) if k == "true" and j == jj]].median())
                 for jj, t in enumerate(PROBE_T)}
     j = len(PROBE_T) - 1
-    pick = lambda k: post.mean()[[n for n, (kk, _, jj) in enumerate(queries) if kk == k and jj == j]]  # noqa: E731
+    pick = lambda k: means[[n for n, (kk, _, jj) in enumerate(queries) if kk == k and jj == j]]  # noqa: E731
     shares = {k: frame_constant_share((pick(k) - pick("true")).reshape(x0.shape)) for k in variants if k != "true"}
     return losses, true_ess, shares
 

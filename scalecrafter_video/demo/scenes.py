@@ -176,6 +176,11 @@ def canonical_prompt(prompt: str) -> str:
     return f"a {colour} {shape} moving {direction}"
 
 
+def all_prompts() -> list[str]:
+    """Every prompt of the grammar in its training form, colour outermost, direction innermost."""
+    return [f"a {c} {s} moving {d}" for c in COLOURS for s in SHAPES for d in DIRECTIONS]
+
+
 def _trajectory_start(rng: np.random.Generator, direction: str, speed: float, frames: int, aspect: float,
                       centre_range=CENTRE_RANGE):
     """Start so that the trajectory's midpoint is uniform in the central box."""
