@@ -104,6 +104,12 @@ WORLDS = {
     "v1": dict(speed_range=(0.025, 0.04), centre_range=(0.32, 0.68), ramp=0.0),
     "v2-flat": dict(ramp=0.0),  # v2's motion, no arrow of time (stages 3 and 4)
     "v2": {},
+    # One red circle of one size and speed whose trajectory is centred: the four clips differ only in
+    # the direction word, so the high-noise loss rewards nothing else (stage 6, the direction primer).
+    "primer": dict(shape="circle", colour="red", size=0.19, speed=0.045, centre_range=(0.5, 0.5)),
+    # v2, but half of the clips have their trajectory centred: after the primer, these keep the direction
+    # reward large while every colour, shape, size and speed comes back (stage 7)
+    "v2-centring": dict(centred_share=0.5),
 }
 
 
@@ -111,7 +117,11 @@ def world_scenes(rng, count: int, world: str):
     """``count`` scenes of a world and the background ramp to render them with."""
     spec = dict(WORLDS[world])
     ramp = spec.pop("ramp", BACKGROUND_RAMP)
-    return [sample_scene(rng, FRAMES, **spec) for _ in range(count)], ramp
+    share = spec.pop("centred_share", 0.0)
+    centred = dict(spec, centre_range=(0.5, 0.5))
+    # the share is drawn only in a world that has one, so the other worlds' streams stay as they were
+    return [sample_scene(rng, FRAMES, **(centred if share and rng.random() < share else spec))
+            for _ in range(count)], ramp
 
 
 def make_batch(step: int, args, tokenizer):
