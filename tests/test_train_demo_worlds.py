@@ -3,6 +3,11 @@
 import numpy as np
 
 
+def midpoint(scene, frames):
+    """The trajectory's midpoint as a fraction of the frame (x, y)."""
+    return np.array(scene.centre(0, 1, 1)) / 2 + np.array(scene.centre(frames - 1, 1, 1)) / 2
+
+
 def test_primer_clips_differ_only_in_the_direction_word(load_script):
     train = load_script("train_demo_model")
     scenes, ramp = train.world_scenes(np.random.default_rng(0), 64, "primer")
@@ -14,15 +19,13 @@ def test_primer_clips_differ_only_in_the_direction_word(load_script):
         by_word.setdefault(s.direction, set()).add((round(s.x0, 9), round(s.y0, 9)))
     assert all(len(starts) == 1 for starts in by_word.values())  # one clip per word
     for s in scenes:  # the trajectory's midpoint is the frame's centre
-        mid = np.array(s.centre(train.FRAMES - 1, 1, 1)) / 2 + np.array(s.centre(0, 1, 1)) / 2
-        assert np.allclose(mid, 0.5)
+        assert np.allclose(midpoint(s, train.FRAMES), 0.5)
 
 
 def test_centring_world_centres_about_half_and_leaves_the_other_worlds_alone(load_script):
     train = load_script("train_demo_model")
     scenes, _ = train.world_scenes(np.random.default_rng(1), 400, "v2-centring")
-    centred = [np.allclose(np.array(s.centre(0, 1, 1)) / 2 + np.array(s.centre(train.FRAMES - 1, 1, 1)) / 2, 0.5)
-               for s in scenes]
+    centred = [np.allclose(midpoint(s, train.FRAMES), 0.5) for s in scenes]
     assert 0.4 < np.mean(centred) < 0.6
     assert len({(s.shape, s.colour) for s in scenes}) == 12
     # a world without a centred share draws exactly the stream it drew before the share existed
