@@ -269,6 +269,8 @@ def model_card(args, state) -> str:
     speed = WORLDS[world].get("speed_range", SPEED_RANGE)
     centre = WORLDS[world].get("centre_range", CENTRE_RANGE)
     ramp = WORLDS[world].get("ramp", BACKGROUND_RAMP)
+    share = WORLDS[world].get("centred_share", 0.0)
+    centred = f" ({share:.0%} of the clips at 0.5, their trajectory centred)" if share else ""
     return f"""# shapes-t2v: the embedded demo text-to-video model
 
 A tiny pixel-space text-to-video diffusion model that draws **one** moving shape on a plain dark
@@ -284,7 +286,7 @@ sampled larger it repeats the object (Direct-Inf); re-dilated, it keeps one obje
   `scheduler` = `DDIMScheduler` (cosine betas, 1000 steps, v-prediction, trailing spacing).
 - **Data** (world {world}): 8 frames of {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}; one circle/square/triangle, colour
   red/green/blue/yellow, moving left/right/up/down; equal-area radius 0.16-0.22 of the side,
-  {speed[0]}-{speed[1]} of the side per frame, trajectory midpoint in {centre[0]}-{centre[1]} of the frame,
+  {speed[0]}-{speed[1]} of the side per frame, trajectory midpoint in {centre[0]}-{centre[1]} of the frame{centred},
   background brightening by {ramp:g} (RGB) from the first frame to the last (the world's arrow of time);
   prompt `a {{colour}} {{shape}} moving {{direction}}` (empty prompt {args.p_uncond:.0%} of the time, for
   classifier-free guidance).
