@@ -232,6 +232,52 @@ def fmt(value, unit):
     return f"{100 * value:.1f}%" if unit == "%" else f"{value:.3f}"
 
 
+SUMMARY = ("one_object_rate", "shape_accuracy", "colour_accuracy", "direction_accuracy", "travel", "fvd",
+           "fvd_crops", "kvd")
+SUMMARY_FORMAT = {"travel": ".3f", "fvd": ".0f", "fvd_crops": ".0f", "kvd": ".1f"}
+
+
+def summary_table(results: dict) -> list[str]:
+    """The table to quote: one row per (size, method), the floor first, the best method per size in bold.
+
+    Each value is printed once, here, so a document that quotes the benchmark copies these lines
+    instead of re-typing numbers. Ties (equal as printed) are all bold; ``travel`` has no better side.
+    """
+    better = {k: b for k, _, _, b in METRICS}
+    names = {k: label for k, label, _, _ in METRICS}
+
+    def show(key, value):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "-"
+        return f"{100 * value:.1f}%" if key.endswith(("_rate", "_accuracy")) else format(value, SUMMARY_FORMAT[key])
+
+    def size_order(key):  # squares by area, then the other aspect ratios
+        h, w = map(int, key.split("x"))
+        return h != w, h * w
+
+    lines = ["| size | method | " + " | ".join(names[k] for k in SUMMARY) + " |", "|" + "---|" * (len(SUMMARY) + 2)]
+    for size_key, cells in sorted(results.items(), key=lambda kv: size_order(kv[0])):
+        rows = []
+        for method, cell in sorted(cells.items(), key=lambda mc: mc[0] != REDRAW):  # the floor first
+            if method == GROUND_TRUTH or cell.get("not_applicable"):
+                continue
+            name = "floor (ground truth redrawn)" if method == REDRAW else METHODS.get(method, method)
+            stages = (cell.get("config") or {}).get("stages") if method == "tuned" else None
+            if stages is not None and not any(st["dilation"] for st in stages):
+                name += " (= Direct-Inf)"  # the search kept no dilation in any bucket
+            rows.append((method, name, {k: show(k, cell["summary"].get(k)) for k in SUMMARY}, cell["summary"]))
+        best = {}
+        for k in SUMMARY:
+            scored = [s[k] for m, _, _, s in rows if m != REDRAW and s.get(k) is not None]
+            # bold only where it tells rows apart: some method scores worse than the best
+            if better[k] is not None and len({show(k, v) for v in scored}) > 1:
+                best[k] = show(k, max(scored) if better[k] else min(scored))
+        for i, (method, name, shown, _) in enumerate(rows):
+            values = [f"**{v}**" if method != REDRAW and v == best.get(k) else v for k, v in shown.items()]
+            lines.append(f"| {size_key if i == 0 else ''} | {name} | " + " | ".join(values) + " |")
+    return lines
+
+
 def write_outputs(stem: Path, results: dict, meta: dict) -> None:
     lines = ["# Ground-truth quality benchmark", ""]
     lines.append(
@@ -244,7 +290,8 @@ def write_outputs(stem: Path, results: dict, meta: dict) -> None:
         "`ground truth, new draw` = the same prompts rendered again with other positions, sizes and speeds, whose "
         "distances to the ground truth are the floor that sampling noise alone puts under every row at this many videos."
     )
-    lines.append("")
+    lines += ["", "Summary (the floor row: two ground-truth draws of the same prompts; rows closer together than it "
+              "are tied):", "", *summary_table(results), "", "Every column:", ""]
     header = "| size | method | videos | " + " | ".join(m[1] for m in METRICS) + " | s/video |"
     lines += [header, "|" + "---|" * (len(METRICS) + 4)]
     not_run = []

@@ -76,3 +76,30 @@ def test_a_cell_ending_in_a_short_batch_is_not_reused(bench, tmp_path, capsys):
     five = run(bench, out, 5, batch=2)
     assert "already made" not in capsys.readouterr().out
     np.testing.assert_array_equal(five, run(bench, tmp_path / "other", 5, batch=2))
+
+
+def test_summary_table_puts_the_floor_first_and_bolds_only_what_differs(bench):
+    def cell(one, fvd, **extra):
+        return {"summary": {"one_object_rate": one, "shape_accuracy": 1.0, "colour_accuracy": 1.0,
+                            "direction_accuracy": 0.5, "travel": 0.3, "fvd": fvd, "fvd_crops": None, "kvd": 2.0},
+                **extra}
+
+    results = {"64x64": {
+        "ground truth": cell(1.0, 0.0),
+        "direct": cell(0.1, 700.0),
+        "tuned": cell(0.1, 700.0, config={"stages": [{"until": 1.0, "dilation": {}}]}),
+        "scalecrafter": cell(1.0, 650.0),
+        "disperse": {"summary": {}, "not_applicable": "unequal axes"},
+        "ground truth, new draw": cell(1.0, 28.0),
+    }, "32x32": {"direct": cell(1.0, 360.0)}}
+    lines = bench.summary_table(results)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert [r[:2] for r in rows] == [
+        ["32x32", "Direct-Inf"],  # squares by area: the training size first
+        ["64x64", "floor (ground truth redrawn)"],
+        ["", "Direct-Inf"], ["", "tuned schedule (= Direct-Inf)"], ["", "ScaleCrafter (re-dilation)"]]
+    floor, direct, tuned, sc = rows[1:]
+    assert floor[2:] == ["100.0%", "100.0%", "100.0%", "50.0%", "0.300", "28", "-", "2.0"]  # the floor is never bold
+    assert sc[2] == "**100.0%**" and sc[7] == "**650**" and direct[2] == "10.0%"
+    # equal in every method row (shape, colour, direction, KVD), no better side (travel), or one row: no bold
+    assert "**" not in "".join(direct[3:7] + direct[8:] + rows[0][2:])
