@@ -268,12 +268,12 @@ def summary_table(results: dict) -> list[str]:
             rows.append((method, name, {k: show(k, cell["summary"].get(k)) for k in SUMMARY}, cell["summary"]))
         best = {}
         for k in SUMMARY:
-            scored = [s[k] for m, _, _, s in rows if m != REDRAW and s.get(k) is not None]
+            scored = [s[k] for m, _, shown, s in rows if m != REDRAW and shown[k] != "-"]  # no NaN: max() would keep it
             # bold only where it tells rows apart: some method scores worse than the best
             if better[k] is not None and len({show(k, v) for v in scored}) > 1:
                 best[k] = show(k, max(scored) if better[k] else min(scored))
         for i, (method, name, shown, _) in enumerate(rows):
-            values = [f"**{v}**" if method != REDRAW and v == best.get(k) else v for k, v in shown.items()]
+            values = [f"**{v}**" if method != REDRAW and v != "-" and v == best.get(k) else v for k, v in shown.items()]
             lines.append(f"| {size_key if i == 0 else ''} | {name} | " + " | ".join(values) + " |")
     return lines
 

@@ -79,14 +79,14 @@ def test_a_cell_ending_in_a_short_batch_is_not_reused(bench, tmp_path, capsys):
 
 
 def test_summary_table_puts_the_floor_first_and_bolds_only_what_differs(bench):
-    def cell(one, fvd, **extra):
+    def cell(one, fvd, direction=0.5, **extra):
         return {"summary": {"one_object_rate": one, "shape_accuracy": 1.0, "colour_accuracy": 1.0,
-                            "direction_accuracy": 0.5, "travel": 0.3, "fvd": fvd, "fvd_crops": None, "kvd": 2.0},
-                **extra}
+                            "direction_accuracy": direction, "travel": 0.3, "fvd": fvd, "fvd_crops": None,
+                            "kvd": 2.0}, **extra}
 
     results = {"64x64": {
         "ground truth": cell(1.0, 0.0),
-        "direct": cell(0.1, 700.0),
+        "direct": cell(0.1, 700.0, direction=float("nan")),  # no one-object frame, so no direction
         "tuned": cell(0.1, 700.0, config={"stages": [{"until": 1.0, "dilation": {}}]}),
         "scalecrafter": cell(1.0, 650.0),
         "disperse": {"summary": {}, "not_applicable": "unequal axes"},
@@ -101,5 +101,6 @@ def test_summary_table_puts_the_floor_first_and_bolds_only_what_differs(bench):
     floor, direct, tuned, sc = rows[1:]
     assert floor[2:] == ["100.0%", "100.0%", "100.0%", "50.0%", "0.300", "28", "-", "2.0"]  # the floor is never bold
     assert sc[2] == "**100.0%**" and sc[7] == "**650**" and direct[2] == "10.0%"
+    assert direct[5] == "-" and sc[5] == tuned[5] == "50.0%"  # a NaN is shown as "-" and is nobody's best
     # equal in every method row (shape, colour, direction, KVD), no better side (travel), or one row: no bold
-    assert "**" not in "".join(direct[3:7] + direct[8:] + rows[0][2:])
+    assert "**" not in "".join(direct[3:7] + direct[8:] + sc[3:7] + rows[0][2:])
