@@ -57,6 +57,28 @@ def low_pass(videos: np.ndarray, pixels: int) -> np.ndarray:
     return rearrange(x, "(n f) c h w -> n f h w c", n=n).numpy()
 
 
+def grain(videos: np.ndarray, threshold: float = 0.25, margin: int = 2) -> tuple[float, float]:
+    """Pixel-level grain of ``(N, F, H, W, 3)`` uint8 clips of one object on a plain background:
+    the mean of ``|x - 3x3 box blur of x|`` (largest over RGB, frames in [0, 1]) inside the objects
+    and in the background, each ``margin`` pixels away from the objects' edges.
+
+    A flat fill scores 0, so this measures the texture a method leaves where the ground truth is
+    flat: what FVD_c's native-resolution crops see and the resized FVD mostly does not. A pixel
+    belongs to an object when some channel differs from the frame's border median by > ``threshold``.
+    """
+    x = rearrange(torch.from_numpy(videos).float() / 255, "n f h w c -> (n f) c h w")
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)  # (nf, c, 2h+2w)
+    background = border.median(dim=-1).values[..., None, None]
+    objects = ((x - background).abs().amax(dim=1, keepdim=True) > threshold).float()  # (nf, 1, h, w)
+    reach = dict(kernel_size=2 * margin + 1, stride=1, padding=margin)
+    inside = (1 - F.max_pool2d(1 - objects, **reach)).bool()[:, 0]  # eroded: away from the edges
+    outside = (F.max_pool2d(objects, **reach) == 0)[:, 0]  # dilated, then inverted
+    blur = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+    energy = (x - blur).abs().amax(dim=1)  # (nf, h, w)
+    pick = lambda m: float(energy[m].mean()) if m.any() else float("nan")  # noqa: E731
+    return pick(inside), pick(outside)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="outputs/bench_quality", help="the bench_quality.py output stem")
@@ -110,9 +132,12 @@ def main(argv=None) -> int:
              f"`python scripts/diagnose_fvd.py --out {stem} --size {size_key}`. FVD = mean term + spread term, "
              f"each against the ground truth; Tr(cov) is the set's own spread (ground truth: see its row). "
              f"Low-passed: every frame area-averaged to {pixels} pixels (the training size) and resized back, "
-             "so layout, count and motion stay and finer detail goes.", "",
-             "| set | FVD | mean term | spread term | Tr(cov) | FVD low-passed | mean | spread |",
-             "|---|---|---|---|---|---|---|---|"]
+             "so layout, count and motion stay and finer detail goes. Grain: the mean of |x - 3x3 box blur| "
+             "(largest over RGB, frames in [0, 1]) inside the objects and in the background, away from the "
+             "edges; a flat fill scores 0 (`grain` in `scripts/diagnose_fvd.py`).", "",
+             "| set | FVD | mean term | spread term | Tr(cov) | FVD low-passed | mean | spread | grain in objects "
+             "| grain in background |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, v in rows.items():
         feats = features(v, name)
         mean, spread = frechet_terms(real, feats)
@@ -123,6 +148,7 @@ def main(argv=None) -> int:
             cells += [f"{lm + ls:.1f}", f"{lm:.1f}", f"{ls:.1f}"]
         else:
             cells += ["-", "-", "-"]
+        cells += [f"{g:.4f}" for g in grain(v)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     target = Path(f"{stem}.fvd-terms-{size_key}.md")
