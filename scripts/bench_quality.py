@@ -234,7 +234,7 @@ def fmt(value, unit):
 
 SUMMARY = ("one_object_rate", "shape_accuracy", "colour_accuracy", "direction_accuracy", "travel", "fvd",
            "fvd_crops", "kvd")
-SUMMARY_FORMAT = {"travel": ".3f", "fvd": ".0f", "fvd_crops": ".0f", "kvd": ".1f"}
+SUMMARY_FORMAT = {"fvd": ".0f", "fvd_crops": ".0f", "kvd": ".1f"}  # the rest as in the full table (``fmt``)
 
 
 def summary_table(results: dict) -> list[str]:
@@ -245,11 +245,11 @@ def summary_table(results: dict) -> list[str]:
     """
     better = {k: b for k, _, _, b in METRICS}
     names = {k: label for k, label, _, _ in METRICS}
+    units = {k: unit for k, _, unit, _ in METRICS}
 
     def show(key, value):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return "-"
-        return f"{100 * value:.1f}%" if key.endswith(("_rate", "_accuracy")) else format(value, SUMMARY_FORMAT[key])
+        shown = fmt(value, units[key])
+        return format(value, SUMMARY_FORMAT[key]) if key in SUMMARY_FORMAT and shown != "-" else shown
 
     def size_order(key):  # squares by area, then the other aspect ratios
         h, w = map(int, key.split("x"))

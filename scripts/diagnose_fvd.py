@@ -41,6 +41,7 @@ from bench_quality import (  # noqa: E402
 )
 from scalecrafter_video.errors import ScaleCrafterError, run_script  # noqa: E402
 from scalecrafter_video.metrics.features import embed_video_sets  # noqa: E402
+from scalecrafter_video.metrics.ground_truth import DEFAULT_THRESHOLD, estimate_background  # noqa: E402
 from scalecrafter_video.metrics.i3d_weights import cache_root, load_i3d  # noqa: E402
 from scalecrafter_video.metrics.stats import feature_statistics, frechet_terms  # noqa: E402
 
@@ -57,19 +58,21 @@ def low_pass(videos: np.ndarray, pixels: int) -> np.ndarray:
     return rearrange(x, "(n f) c h w -> n f h w c", n=n).numpy()
 
 
-def grain(videos: np.ndarray, threshold: float = 0.25, margin: int = 2) -> tuple[float, float]:
+def grain(videos: np.ndarray, margin: int = 2) -> tuple[float, float]:
     """Pixel-level grain of ``(N, F, H, W, 3)`` uint8 clips of one object on a plain background:
     the mean of ``|x - 3x3 box blur of x|`` (largest over RGB, frames in [0, 1]) inside the objects
     and in the background, each ``margin`` pixels away from the objects' edges.
 
     A flat fill scores 0, so this measures the texture a method leaves where the ground truth is
-    flat: what FVD_c's native-resolution crops see and the resized FVD mostly does not. A pixel
-    belongs to an object when some channel differs from the frame's border median by > ``threshold``.
+    flat: what FVD_c's native-resolution crops see and the resized FVD mostly does not. Object
+    pixels follow the ground-truth metrics' rule (``find_objects``): RGB distance to the clip's
+    background (``estimate_background``) above ``DEFAULT_THRESHOLD``.
     """
+    n = len(videos)
+    background = torch.from_numpy(np.stack([estimate_background(v) for v in videos]))  # (n, c)
     x = rearrange(torch.from_numpy(videos).float() / 255, "n f h w c -> (n f) c h w")
-    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)  # (nf, c, 2h+2w)
-    background = border.median(dim=-1).values[..., None, None]
-    objects = ((x - background).abs().amax(dim=1, keepdim=True) > threshold).float()  # (nf, 1, h, w)
+    away = x - rearrange(background, "n c -> n 1 c 1 1").expand(n, x.shape[0] // n, -1, 1, 1).flatten(0, 1)
+    objects = (torch.linalg.vector_norm(away, dim=1, keepdim=True) > DEFAULT_THRESHOLD).float()  # (nf, 1, h, w)
     reach = dict(kernel_size=2 * margin + 1, stride=1, padding=margin)
     inside = (1 - F.max_pool2d(1 - objects, **reach)).bool()[:, 0]  # eroded: away from the edges
     outside = (F.max_pool2d(objects, **reach) == 0)[:, 0]  # dilated, then inverted
